@@ -1,0 +1,40 @@
+"""Batched augmentation with kornia, run on the training device (GPU when there is one).
+
+Works on float NCHW images in [0, 1], before normalisation. Only the training split is augmented.
+"""
+from __future__ import annotations
+
+import kornia.augmentation as K
+from torch import nn
+
+
+def coursework_augmentation() -> nn.Module:
+    """The coursework's Keras generator: rotation 15 deg, zoom 0.1, horizontal flip, brightness,
+    contrast 0.1, hue 0.1. Border pixels are repeated, as Keras' default fill_mode='nearest' does."""
+    return K.AugmentationSequential(
+        K.RandomAffine(degrees=15.0, scale=(0.9, 1.1), padding_mode="border", p=1.0),
+        K.RandomHorizontalFlip(p=0.5),
+        K.ColorJitter(brightness=0.1, contrast=0.1, hue=0.1, p=1.0),
+    )
+
+
+def paper_augmentation() -> nn.Module:
+    """The paper's augmentation: flip, rotation, scaling and Gaussian noise, each applied with a
+    probability of 0.5. The paper names the operations, not their ranges: +-20 degrees, scale 0.8-1.2
+    and noise std 0.02 (on [0, 1] pixels) are this project's choices."""
+    return K.AugmentationSequential(
+        K.RandomHorizontalFlip(p=0.5),
+        K.RandomRotation(degrees=20.0, padding_mode="border", p=0.5),
+        K.RandomAffine(degrees=0.0, scale=(0.8, 1.2), padding_mode="border", p=0.5),
+        K.RandomGaussianNoise(mean=0.0, std=0.02, p=0.5),
+    )
+
+
+AUGMENTATIONS = {"coursework": coursework_augmentation, "paper": paper_augmentation, "none": None}
+
+
+def build_augmentation(name: str) -> nn.Module | None:
+    if name not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {name!r}; choose one of: {', '.join(AUGMENTATIONS)}")
+    factory = AUGMENTATIONS[name]
+    return factory() if factory else None

@@ -1,0 +1,56 @@
+"""The ``edge-age`` command: one entry point, one subcommand per stage.
+
+Each stage package (train/, export/, benchmark/) exposes ``add_arguments(parser)`` and ``run(args)``;
+they are imported only when their subcommand runs, so ``edge-age models`` stays quick.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+# subcommand -> (module with add_arguments/run, one-line help)
+SUBCOMMANDS = {
+    "models": ("edge_age.models_table", "list the registered models: parameters, FLOPs, input spec, outputs"),
+    "train": ("train.cli", "train a model with a named recipe into a run folder"),
+    "export": ("export.cli", "export a trained run to ONNX / TFLite / Core ML and check each file against PyTorch"),
+    "benchmark": ("benchmark.cli", "measure accuracy, latency and size of every exported model; judge the claims"),
+    "pipeline": ("benchmark.pipeline", "train -> export -> benchmark for the three models (the main job)"),
+}
+
+# Errors that describe bad input: shown as one line, without a traceback (EDGE_AGE_DEBUG=1 shows it).
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, RuntimeError, ImportError)
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge-age", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    wanted = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        if name == wanted:  # import only the stage that runs
+            module = importlib.import_module(module_name)
+            module.add_arguments(sub)
+            sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
+    try:
+        result = args.run(args)
+    except KeyboardInterrupt:
+        print("edge-age: interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as err:
+        if os.environ.get("EDGE_AGE_DEBUG"):
+            raise
+        print(f"edge-age {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

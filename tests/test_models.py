@@ -1,0 +1,86 @@
+import pytest
+import torch
+from torch import nn
+
+from edge_age import create_model, list_models, model_from_config
+from edge_age.model_stats import count_flops, count_parameters
+from edge_age.models.ma_sfv2 import STAGE_CHANNELS, SpatialAttention, SqueezeExcite
+
+
+@pytest.mark.parametrize("name,options,extra_keys", [
+    ("custom_cnn", {"img_size": 64}, set()),
+    ("vgg16_transfer", {"img_size": 64}, set()),
+    ("ma_sfv2", {"width": 0.5, "img_size": 64}, {"age_logits", "age_expectation", "age_regression"}),
+])
+def test_outputs_shapes_and_dtypes(name, options, extra_keys):
+    model = create_model(name, **options).eval()
+    size = model.input_spec.size
+    with torch.no_grad():
+        out = model(torch.rand(3, 3, size, size))
+    assert set(out) == {"age", "gender_logit"} | extra_keys
+    assert out["age"].shape == (3,) and out["age"].dtype == torch.float32
+    assert out["gender_logit"].shape == (3,) and out["gender_logit"].dtype == torch.float32
+    if "age_logits" in extra_keys:
+        assert out["age_logits"].shape == (3, 101)
+
+
+def test_custom_cnn_parameter_count_by_hand():
+    # conv: k*k*in*out + out for 3->32->64->128->256; 128 px / 2^4 = 8x8x256 = 16384 features
+    convs = sum(3 * 3 * i * o + o for i, o in [(3, 32), (32, 64), (64, 128), (128, 256)])
+    assert convs == 896 + 18_496 + 73_856 + 295_168
+    dense = 16_384 * 128 + 128
+    heads = 2 * (128 + 1)
+    assert count_parameters(create_model("custom_cnn")) == convs + dense + heads == 2_485_954
+
+
+def test_model_a_input_spec_is_unit_scaled_128():
+    spec = create_model("custom_cnn").input_spec
+    assert spec.size == 128 and spec.mean == (0, 0, 0) and spec.std == (1, 1, 1)
+
+
+@pytest.mark.parametrize("width", sorted(STAGE_CHANNELS))
+def test_shufflenet_widths(width):
+    model = create_model("ma_sfv2", width=width, img_size=64)
+    expected = STAGE_CHANNELS[width]
+    assert model.stem[0].out_channels == expected[0]
+    for stage, channels in zip(model.stages, expected[1:4]):
+        assert stage[-1].branch[-3].out_channels * 2 == channels
+    assert model.conv5[0].out_channels == expected[4]
+    assert [len(s) for s in model.stages] == [4, 8, 4]
+
+
+def test_attention_on_off():
+    with_attention = create_model("ma_sfv2", width=1.0, img_size=64)
+    plain = create_model("ma_sfv2", width=1.0, img_size=64, attention=False)
+    assert sum(isinstance(m, SqueezeExcite) for m in with_attention.modules()) == 13  # 3 + 7 + 3 basic units
+    assert sum(isinstance(m, SpatialAttention) for m in with_attention.modules()) == 13
+    assert not any(isinstance(m, (SqueezeExcite, SpatialAttention)) for m in plain.modules())
+    assert count_parameters(with_attention) > count_parameters(plain)
+
+
+def test_regression_neuron_starts_at_the_expectation():
+    model = create_model("ma_sfv2", width=0.5, img_size=64).eval()
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, 64, 64))
+    torch.testing.assert_close(out["age_regression"], out["age_expectation"])
+    regression = create_model("ma_sfv2", width=0.5, img_size=64, age_output="regression")
+    assert regression.age_output == "regression"
+
+
+def test_registry_errors_and_rebuild():
+    assert list_models() == ["custom_cnn", "ma_sfv2", "vgg16_transfer"]
+    with pytest.raises(ValueError, match="unknown model 'resnet'.*custom_cnn"):
+        create_model("resnet")
+    with pytest.raises(ValueError, match="bad options"):
+        create_model("custom_cnn", depth=3)
+    with pytest.raises(ValueError, match="width must be one of"):
+        create_model("ma_sfv2", width=3.0)
+    model = create_model("ma_sfv2", width=0.5, img_size=96)
+    rebuilt = model_from_config(model.config())
+    assert rebuilt.config() == model.config() and rebuilt.input_spec.size == 96
+
+
+def test_flops_are_counted():
+    flops = count_flops(create_model("custom_cnn"))
+    # first conv alone: 128*128 outputs * 32 filters * 27 MACs * 2
+    assert flops > 2 * 128 * 128 * 32 * 27

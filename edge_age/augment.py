@@ -24,7 +24,7 @@ def paper_augmentation() -> nn.Module:
     and noise std 0.02 (on [0, 1] pixels) are this project's choices."""
     return K.AugmentationSequential(
         K.RandomHorizontalFlip(p=0.5),
-        K.RandomRotation(degrees=20.0, padding_mode="border", p=0.5),
+        K.RandomAffine(degrees=20.0, padding_mode="border", p=0.5),
         K.RandomAffine(degrees=0.0, scale=(0.8, 1.2), padding_mode="border", p=0.5),
         K.RandomGaussianNoise(mean=0.0, std=0.02, p=0.5),
     )

@@ -1,0 +1,483 @@
+"""The training loop: one process per device, DistributedDataParallel under torchrun, resumable.
+
+Data path: images are decoded once into a uint8 memory-map (edge_age.data.decoded_cache); a batch is
+gathered with one fancy-index, moved to the device, augmented there with kornia and normalised as the
+model's input spec says. Rank 0 writes the run folder; every rank evaluates the same validation set,
+so scheduler and early-stopping decisions agree without communication.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import BatchSampler, DataLoader, DistributedSampler
+
+from edge_age.augment import build_augmentation
+from edge_age.checkpoint import load_checkpoint, save_checkpoint
+from edge_age.data import (MAX_BIN_AGE, CachedBatches, apply_split, decoded_cache, load_labelled, load_split,
+                           make_split, resolve_data_dir, save_split)
+from edge_age.inference import predict
+from edge_age.io import atomic_write_json, atomic_write_text, sha256_file
+from edge_age.metrics import summarize
+from edge_age.registry import AgeGenderModel, create_model
+from train.curves import plot_learning_curves
+
+METRICS_COLUMNS = ["epoch", "phase", "lr", "train_loss", "train_age_mae", "train_gender_acc", "val_loss", "val_age_mae",
+                   "val_gender_acc", "images_per_s", "data_wait_share", "augment_share", "epoch_seconds"]
+RUN_FILES = ["config.json", "split.json", "metrics.csv", "last.pt", "best.pt", "test_metrics.json",
+             "learning_curves.png"]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class RunOptions:
+    """Everything a run needs besides the recipe."""
+
+    out_dir: Path
+    data: str | None = None
+    labels_csv: str | None = None
+    device: str = "auto"
+    seed: int = 0
+    resume: bool = False
+    force: bool = False
+    compile: bool = False
+    workers: int = 0
+    backbone_weights: str | None = None
+    pretrained: bool = False
+    eval_batch_size: int = 128
+
+
+# ---------------------------------------------------------------- devices and processes
+
+@dataclass
+class Processes:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+
+def start_processes(device_flag: str) -> tuple[Processes, torch.device]:
+    """Read torchrun's environment (single process without it) and pick this process's device."""
+    if device_flag not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"--device must be auto, cpu or cuda, got {device_flag!r}")
+    if device_flag == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA GPU is visible to PyTorch on this machine; use --device cpu or auto")
+    use_cuda = device_flag == "cuda" or (device_flag == "auto" and torch.cuda.is_available())
+    procs = Processes(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                      int(os.environ.get("LOCAL_RANK", 0)))
+    if procs.world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    if use_cuda:
+        torch.cuda.set_device(procs.local_rank)
+        return procs, torch.device("cuda", procs.local_rank)
+    # Share the cores between the processes of this machine; leave none idle, oversubscribe none.
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", procs.world))
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
+    return procs, torch.device("cpu")
+
+
+# ---------------------------------------------------------------- losses, optimisers, schedules
+
+def compute_loss(out: dict, ages: torch.Tensor, genders: torch.Tensor, weights: dict,
+                 model: AgeGenderModel) -> torch.Tensor:
+    """The recipe's weighted sum of age_l1 / age_ce / gender_bce, plus any L2 term the model defines."""
+    unknown = set(weights) - {"age_l1", "age_ce", "gender_bce"}
+    if unknown:
+        raise ValueError(f"unknown loss term(s) {sorted(unknown)}; use age_l1, age_ce, gender_bce")
+    loss = torch.zeros((), device=ages.device)
+    if weights.get("age_l1"):
+        regression = out.get("age_regression", out["age"]).float()
+        loss = loss + weights["age_l1"] * (regression - ages).abs().mean()
+    if weights.get("age_ce"):
+        if "age_logits" not in out:
+            raise ValueError(f"loss term age_ce needs a 101-bin age head; {model.model_name} has none")
+        target = ages.round().clamp(0, MAX_BIN_AGE).long()  # ages over 100 fall in the last bin
+        loss = loss + weights["age_ce"] * F.cross_entropy(out["age_logits"].float(), target)
+    if weights.get("gender_bce"):
+        loss = loss + weights["gender_bce"] * F.binary_cross_entropy_with_logits(out["gender_logit"].float(), genders)
+    if hasattr(model, "regularization_loss"):
+        loss = loss + model.regularization_loss()
+    return loss
+
+
+def set_trainable(model: AgeGenderModel, trainable: str) -> None:
+    if trainable == "all":
+        model.requires_grad_(True)
+    elif trainable in ("head", "last10"):
+        if not hasattr(model, "freeze_base"):
+            raise ValueError(f"phase trainable={trainable!r} needs a model with a frozen base (vgg16_transfer)")
+        model.requires_grad_(True)
+        model.freeze_base() if trainable == "head" else model.unfreeze_last_keras_layers(10)
+    else:
+        raise ValueError(f"unknown trainable setting {trainable!r}: use all, head or last10")
+
+
+def make_optimizer(model: AgeGenderModel, phase: dict) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.Adam(params, lr=phase["lr"], betas=tuple(phase.get("betas", (0.9, 0.999))))
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, spec: dict | None):
+    if not spec:
+        return None
+    if spec["type"] == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=spec["factor"],
+                                                          patience=spec["patience"], min_lr=spec["min_lr"])
+    if spec["type"] == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=spec["every"], gamma=spec["gamma"])
+    raise ValueError(f"unknown scheduler type {spec['type']!r}: use plateau or step")
+
+
+class EarlyStopping:
+    """Keras-style: stop after ``patience`` epochs without a lower validation loss."""
+
+    def __init__(self, patience: int | None):
+        self.patience, self.best, self.bad_epochs = patience, math.inf, 0
+
+    def update(self, val_loss: float) -> None:
+        if val_loss < self.best:
+            self.best, self.bad_epochs = val_loss, 0
+        else:
+            self.bad_epochs += 1
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience is not None and self.bad_epochs >= self.patience
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.bad_epochs = float(state["best"]), int(state["bad_epochs"])
+
+
+# ---------------------------------------------------------------- the run folder
+
+def prepare_run_folder(out_dir: Path, resume: bool, force: bool) -> None:
+    """Refuse to overwrite a finished run (without --force) or silently restart an unfinished one."""
+    finished = (out_dir / "test_metrics.json").exists()
+    started = (out_dir / "last.pt").exists()
+    if resume:
+        if not started:
+            raise FileNotFoundError(f"--resume: no last.pt in {out_dir}; start the run without --resume")
+        if finished:
+            raise FileExistsError(f"--resume: the run in {out_dir} has already finished (test_metrics.json exists)")
+        return
+    if (finished or started) and not force:
+        state = "a finished run" if finished else "an unfinished run (continue it with --resume)"
+        raise FileExistsError(f"{out_dir} already holds {state}; pass --force to overwrite it or choose another --out")
+    if force:
+        for name in RUN_FILES:
+            (out_dir / name).unlink(missing_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).resolve().parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _versions() -> dict:
+    import kornia
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+            "kornia": kornia.__version__, "platform": platform.platform(), "cpu_count": os.cpu_count()}
+
+
+def _read_metrics(path: Path, up_to_epoch: int) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as handle:
+        return [row for row in csv.DictReader(handle) if int(row["epoch"]) <= up_to_epoch]
+
+
+def _write_metrics(path: Path, rows: list[dict]) -> None:
+    lines = [",".join(METRICS_COLUMNS)] + [",".join(str(row[c]) for c in METRICS_COLUMNS) for row in rows]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+# ---------------------------------------------------------------- the loop
+
+def train(recipe: dict, options: RunOptions) -> dict:
+    """Run (or resume) a recipe; returns the test metrics. Rank 0 writes everything under options.out_dir."""
+    procs, device = start_processes(options.device)
+    out_dir = Path(options.out_dir)
+    log = (lambda *a: print(*a, flush=True)) if procs.is_main else (lambda *a: None)
+    if procs.is_main:
+        prepare_run_folder(out_dir, options.resume, options.force)
+    procs.barrier()
+
+    resumed = load_checkpoint(out_dir / "last.pt") if options.resume else None
+    if resumed is not None:
+        recipe = resumed["recipe"]  # a resumed run keeps the recipe it started with
+    log("recipe " + json.dumps(recipe, indent=2))
+
+    data = load_labelled(resolve_data_dir(options.data), options.labels_csv)
+    if options.resume:
+        split = load_split(out_dir / "split.json")
+    else:
+        split = make_split(data, seed=options.seed, subset=recipe.get("subset"))
+        if procs.is_main:
+            save_split(split, out_dir / "split.json")
+
+    torch.manual_seed(options.seed)  # identical initial weights on every rank
+    model = create_model(recipe["model"], img_size=recipe["img_size"], **recipe.get("model_options", {}))
+    _load_backbone(model, recipe, options, resumed is not None)
+    size = model.input_spec.size
+
+    # Decode once: rank 0 builds the cache, the others read it.
+    if procs.is_main:
+        train_set = decoded_cache(apply_split(data, split, "train"), size)
+        val_set = decoded_cache(apply_split(data, split, "val"), size)
+    procs.barrier()
+    if not procs.is_main:
+        train_set = decoded_cache(apply_split(data, split, "train"), size, verbose=False)
+        val_set = decoded_cache(apply_split(data, split, "val"), size, verbose=False)
+    batch_size = int(recipe["batch_size"])
+    if len(train_set) < batch_size * procs.world:
+        raise ValueError(f"the training split has {len(train_set)} images, fewer than one batch of {batch_size} "
+                         f"per process; lower --batch-size or use more data")
+    if procs.is_main:
+        over = data.ages_over(MAX_BIN_AGE)
+        log(f"data: {len(data)} labelled images in {data.root} ({len(data.skipped)} mis-named skipped, "
+            f"{over} aged over {MAX_BIN_AGE}: clipped to {MAX_BIN_AGE} for the 101-bin target); "
+            f"train {len(train_set)}, val {len(val_set)}, test {split['counts']['test']}")
+        config = {"recipe": recipe, "seed": options.seed, "model": model.config(),
+                  "split_sha256": sha256_file(out_dir / "split.json"),
+                  "data_root": str(data.root), "device": str(device), "world_size": procs.world,
+                  "git_commit": _git_commit(), "versions": _versions(),
+                  "started": time.strftime("%Y-%m-%d %H:%M:%S"), "resumed": options.resume}
+        if options.resume and (out_dir / "config.json").exists():
+            config = {**json.loads((out_dir / "config.json").read_text()), "resumed": True}
+        atomic_write_json(out_dir / "config.json", config)
+
+    use_cuda = device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_cuda and torch.cuda.is_bf16_supported() else None
+    model.to(device).to(memory_format=torch.channels_last)  # faster convolutions on GPU and on CPU (oneDNN)
+    augment = build_augmentation(recipe["augmentation"])
+    if augment is not None:
+        augment.to(device)
+
+    dataset = CachedBatches(train_set)
+    sampler = DistributedSampler(dataset, num_replicas=procs.world, rank=procs.rank, shuffle=True,
+                                 seed=options.seed, drop_last=True)
+    loader = DataLoader(dataset, sampler=BatchSampler(sampler, batch_size, drop_last=True), batch_size=None,
+                        num_workers=options.workers, pin_memory=use_cuda, persistent_workers=options.workers > 0)
+
+    rows = _read_metrics(out_dir / "metrics.csv", resumed["global_epoch"] if resumed else 0) if procs.is_main else []
+    start_phase = resumed["phase_index"] if resumed else 0
+    global_epoch = resumed["global_epoch"] if resumed else 0
+    best_val = resumed["best_val_loss"] if resumed else math.inf
+    if resumed is not None:
+        model.load_state_dict(resumed["state_dict"])
+        torch.set_rng_state(resumed["rng"]["torch"])
+        if use_cuda and resumed["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(resumed["rng"]["cuda"])
+        log(f"resuming {out_dir} after epoch {global_epoch} (phase {recipe['phases'][start_phase]['name']})")
+    else:
+        torch.manual_seed(options.seed + 1000 * procs.rank)  # ranks augment differently
+
+    for phase_index in range(start_phase, len(recipe["phases"])):
+        phase = recipe["phases"][phase_index]
+        set_trainable(model, phase["trainable"])
+        step_model = model
+        if procs.world > 1:
+            step_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if use_cuda else None)
+        if options.compile:
+            step_model = torch.compile(step_model)
+        optimizer = make_optimizer(model, phase)
+        scheduler = make_scheduler(optimizer, phase.get("scheduler"))
+        stopper = EarlyStopping((phase.get("early_stopping") or {}).get("patience"))
+        phase_epoch = 0
+        if resumed is not None and phase_index == start_phase:
+            optimizer.load_state_dict(resumed["optimizer"])
+            if scheduler is not None:
+                scheduler.load_state_dict(resumed["scheduler"])
+            stopper.load_state_dict(resumed["early_stopping"])
+            phase_epoch = resumed["phase_epoch"]
+        log(f"phase {phase['name']}: {phase['epochs']} epochs, lr {phase['lr']}, trainable {phase['trainable']}, "
+            f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,} trainable parameters")
+
+        while phase_epoch < phase["epochs"] and not stopper.should_stop:
+            phase_epoch += 1
+            global_epoch += 1
+            sampler.set_epoch(global_epoch)
+            stats = _train_one_epoch(step_model, model, loader, augment, optimizer, recipe["loss"], device, amp_dtype,
+                                     use_cuda, f"epoch {global_epoch}", procs.is_main)
+            val_out = predict(model, val_set.pixels, options.eval_batch_size, device)
+            val_loss = _validation_loss(model, val_out, val_set, recipe["loss"])
+            val = summarize(val_out["age"], val_set.data.ages, val_out["gender_prob"], val_set.data.genders)
+            lr = optimizer.param_groups[0]["lr"]
+            if scheduler is not None:
+                scheduler.step(val_loss) if phase["scheduler"]["type"] == "plateau" else scheduler.step()
+            stopper.update(val_loss)
+            row = {"epoch": global_epoch, "phase": phase["name"], "lr": f"{lr:.3g}",
+                   "train_loss": f"{stats['loss']:.5f}", "train_age_mae": f"{stats['age_mae']:.4f}",
+                   "train_gender_acc": f"{stats['gender_acc']:.4f}", "val_loss": f"{val_loss:.5f}",
+                   "val_age_mae": f"{val['age_mae']:.4f}", "val_gender_acc": f"{val['gender_accuracy']:.4f}",
+                   "images_per_s": f"{stats['images_per_s'] * procs.world:.1f}",
+                   "data_wait_share": f"{stats['data_wait_share']:.4f}", "augment_share": f"{stats['augment_share']:.4f}",
+                   "epoch_seconds": f"{stats['seconds']:.1f}"}
+            extra = ""
+            if "age_regression" in val_out:
+                extra = (f" (expectation {np.abs(val_out['age_expectation'] - val_set.data.ages).mean():.2f}, "
+                         f"regression {np.abs(val_out['age_regression'] - val_set.data.ages).mean():.2f})")
+            log(f"epoch {global_epoch} [{phase['name']}] loss {row['train_loss']} val_loss {row['val_loss']} "
+                f"val MAE {row['val_age_mae']}{extra} val gender acc {row['val_gender_acc']} lr {row['lr']} | "
+                f"{row['images_per_s']} img/s, data wait {stats['data_wait_share']:.1%}, "
+                f"augment {stats['augment_share']:.1%}, {row['epoch_seconds']} s")
+            if procs.is_main:
+                rows.append(row)
+                _write_metrics(out_dir / "metrics.csv", rows)
+                if val_loss < best_val:
+                    best_val = val_loss
+                    save_checkpoint(out_dir / "best.pt", model, epoch=global_epoch, val_loss=val_loss,
+                                    val_metrics=val, recipe=recipe)
+                save_checkpoint(out_dir / "last.pt", model, recipe=recipe, phase_index=phase_index,
+                                phase_epoch=phase_epoch, global_epoch=global_epoch, best_val_loss=best_val,
+                                optimizer=optimizer.state_dict(),
+                                scheduler=scheduler.state_dict() if scheduler is not None else None,
+                                early_stopping=stopper.state_dict(),
+                                rng={"torch": torch.get_rng_state(),
+                                     "cuda": torch.cuda.get_rng_state() if use_cuda else None})
+                plot_learning_curves(out_dir / "metrics.csv", out_dir / "learning_curves.png")
+        if stopper.should_stop:
+            log(f"early stopping: no lower validation loss for {stopper.patience} epochs")
+        if (phase.get("early_stopping") or {}).get("restore_best"):
+            procs.barrier()
+            model.load_state_dict(load_checkpoint(out_dir / "best.pt")["state_dict"])
+            log("restored the best weights so far (best.pt)")
+        # The next phase starts fresh; a resume inside it must not reuse this phase's optimiser state.
+        resumed = None
+
+    result = _evaluate_test(out_dir, data, split, options, device, procs, log)
+    if procs.world > 1:
+        dist.destroy_process_group()
+    return result
+
+
+def _validation_loss(model: AgeGenderModel, val_out: dict, val_set, loss_weights: dict) -> float:
+    outputs = {k: torch.from_numpy(v) for k, v in val_out.items()}
+    ages = torch.from_numpy(val_set.data.ages.astype(np.float32))
+    genders = torch.from_numpy(val_set.data.genders.astype(np.float32))
+    with torch.no_grad():
+        return float(compute_loss(outputs, ages, genders, loss_weights, model).item())
+
+
+def _train_one_epoch(step_model, model, loader, augment, optimizer, loss_weights, device, amp_dtype, use_cuda,
+                     desc, show_bar) -> dict:
+    from tqdm import tqdm
+
+    model.train()
+    spec = model.input_spec
+    totals = {"loss": 0.0, "abs_err": 0.0, "correct": 0.0, "n": 0}
+    data_wait = augment_time = 0.0
+    started = time.perf_counter()
+    batches = iter(loader)
+    bar = tqdm(total=len(loader), desc=desc, leave=False, disable=None if show_bar else True, file=sys.stderr)
+    for step in range(len(loader)):
+        t0 = time.perf_counter()
+        images, ages, genders = next(batches)
+        images = images.to(device, non_blocking=True)
+        ages, genders = ages.to(device, non_blocking=True), genders.to(device, non_blocking=True)
+        t1 = time.perf_counter()
+        x = images.permute(0, 3, 1, 2).float().div_(255.0)
+        if augment is not None:
+            x = augment(x)
+        x = spec.normalize_float(x).contiguous(memory_format=torch.channels_last)
+        t2 = time.perf_counter()
+        data_wait += t1 - t0
+        augment_time += t2 - t1
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            out = step_model(x)
+            loss = compute_loss(out, ages, genders, loss_weights, model)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_value = loss.detach()
+        if not torch.isfinite(loss_value):
+            bar.close()
+            raise TrainingDiverged(f"{desc}, step {step + 1}: the loss is {loss_value.item()}; stopped. The last good "
+                                   "checkpoint (last.pt, best.pt) is kept; lower the learning rate and --resume or --force")
+        with torch.no_grad():
+            n = len(ages)
+            totals["loss"] += float(loss_value) * n
+            totals["abs_err"] += float((out["age"].float() - ages).abs().sum())
+            totals["correct"] += float(((out["gender_logit"] > 0).float() == genders).sum())
+            totals["n"] += n
+        bar.update(1)
+    bar.close()
+    if use_cuda:
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - started
+    n = max(totals["n"], 1)
+    return {"loss": totals["loss"] / n, "age_mae": totals["abs_err"] / n, "gender_acc": totals["correct"] / n,
+            "images_per_s": totals["n"] / seconds, "data_wait_share": data_wait / seconds,
+            "augment_share": augment_time / seconds, "seconds": seconds}
+
+
+def _load_backbone(model: AgeGenderModel, recipe: dict, options: RunOptions, resuming: bool) -> None:
+    """ImageNet weights for VGG16's base: --backbone-weights FILE, or --pretrained (torch.hub)."""
+    from edge_age.models.vgg16_transfer import (VGG16_WEIGHTS_FILE, VGG16Transfer, fetch_imagenet_weights,
+                                                load_backbone_weights)
+
+    wants = options.backbone_weights or options.pretrained
+    if wants and not isinstance(model, VGG16Transfer):
+        raise ValueError(f"--backbone-weights/--pretrained apply to vgg16_transfer only, not {recipe['model']}")
+    if resuming:
+        return  # the checkpoint holds all weights
+    if recipe.get("backbone") == "imagenet" and not wants:
+        raise ValueError(f"recipe {recipe['name']} starts from ImageNet weights: pass --backbone-weights "
+                         f"PATH/{VGG16_WEIGHTS_FILE} or --pretrained (needs internet)")
+    if wants:
+        path = options.backbone_weights or fetch_imagenet_weights()
+        load_backbone_weights(model, path)
+        print(f"loaded ImageNet VGG16 base from {path}", flush=True)
+
+
+def _evaluate_test(out_dir: Path, data, split, options: RunOptions, device, procs: Processes, log) -> dict:
+    """Evaluate the best weights once on the test split into test_metrics.json."""
+    if not procs.is_main:
+        return {}
+    best = load_checkpoint(out_dir / "best.pt")
+    model = create_model(best["model"]["name"], **best["model"]["options"])
+    model.load_state_dict(best["state_dict"])
+    model.to(device)
+    test_set = decoded_cache(apply_split(data, split, "test"), model.input_spec.size)
+    out = predict(model, test_set.pixels, options.eval_batch_size, device)
+    result = summarize(out["age"], test_set.data.ages, out["gender_prob"], test_set.data.genders)
+    result["best_epoch"] = best["epoch"]
+    result["age_output"] = getattr(model, "age_output", "age")
+    for key in ("age_expectation", "age_regression"):
+        if key in out:
+            result[f"age_mae_{key.split('_')[1]}"] = float(np.abs(out[key] - test_set.data.ages).mean())
+    atomic_write_json(out_dir / "test_metrics.json", result)
+    log(f"test ({result['n']} images, best epoch {result['best_epoch']}): age MAE {result['age_mae']:.2f}, "
+        f"CS(5) {result['cs5']:.3f}, gender accuracy {result['gender_accuracy']:.3f} -> {out_dir / 'test_metrics.json'}")
+    return result

@@ -148,7 +148,8 @@ def make_split(data: LabelledImages, seed: int = 0, fractions=DEFAULT_FRACTIONS,
     perm = [order[i] for i in rng.permutation(len(order))]
     if subset is not None:
         if not 0 < subset <= len(perm):
-            raise ValueError(f"--subset {subset}: must be between 1 and the {len(perm)} images available")
+            raise ValueError(f"subset of {subset} images (from --subset or the recipe) must be between 1 and the "
+                             f"{len(perm)} images available; pass --subset N to change it")
         perm = perm[:subset]
     n_train = int(round(fractions[0] * len(perm)))
     n_val = int(round(fractions[1] * len(perm)))

@@ -52,7 +52,7 @@ def test_subset_5000_and_split_file_round_trip(utkface_all, tmp_path):
     loaded = load_split(tmp_path / "split.json")
     test = apply_split(utkface_all, loaded, "test")
     assert len(test) == 500 and set(test.files) == set(split["test"])
-    with pytest.raises(ValueError, match="--subset 30000"):
+    with pytest.raises(ValueError, match="subset of 30000 images"):
         make_split(utkface_all, subset=30000)
 
 

@@ -376,10 +376,24 @@ def train(recipe: dict, options: RunOptions) -> dict:
         # The next phase starts fresh; a resume inside it must not reuse this phase's optimiser state.
         resumed = None
 
+    _check_ranks_agree(model, procs, device, log)
     result = _evaluate_test(out_dir, data, split, options, device, procs, log)
     if procs.world > 1:
         dist.destroy_process_group()
     return result
+
+
+def _check_ranks_agree(model: AgeGenderModel, procs: Processes, device, log) -> None:
+    """Under DDP every rank must end with the same weights; compare checksums and fail loudly if not."""
+    if procs.world == 1:
+        return
+    flat = torch.cat([p.detach().double().flatten() for p in model.parameters()])
+    checksum = torch.stack([flat.sum(), flat.pow(2).sum()]).to(device)
+    gathered = [torch.empty_like(checksum) for _ in range(procs.world)]
+    dist.all_gather(gathered, checksum)
+    if any(not torch.equal(g, gathered[0]) for g in gathered):
+        raise RuntimeError(f"ranks ended with different weights: checksums {[g.tolist() for g in gathered]}")
+    log(f"all {procs.world} processes hold identical weights (checksum {gathered[0][0].item():.6f})")
 
 
 def _validation_loss(model: AgeGenderModel, val_out: dict, val_set, loss_weights: dict) -> float:

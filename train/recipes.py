@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import copy
 
+from edge_age.registry import list_models
+
 # Loss terms (weights): age_l1 = L1 in years on the model's regression output; age_ce = cross-entropy
 # over the 101 age bins (MA-SFV2); gender_bce = binary cross-entropy on the gender logit.
 # Schedulers: {"type": "plateau", factor, patience, min_lr} on validation loss, or {"type": "step", every, gamma}.
@@ -72,6 +74,8 @@ QUICK_RECIPES: dict[str, dict] = {
 
 def resolve_recipe(name: str, model: str | None) -> dict:
     """The named recipe as a fresh dict; 'quick' picks the model's quick recipe."""
+    if model is not None and model not in list_models():
+        raise ValueError(f"unknown model {model!r}; choose one of: {', '.join(list_models())}")
     if name == "quick":
         if model is None:
             raise ValueError("--recipe quick needs --model (one of: " + ", ".join(QUICK_RECIPES) + ")")

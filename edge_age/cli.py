@@ -15,8 +15,6 @@ SUBCOMMANDS = {
     "models": ("edge_age.models_table", "list the registered models: parameters, FLOPs, input spec, outputs"),
     "train": ("train.cli", "train a model with a named recipe into a run folder"),
     "export": ("export.cli", "export a trained run to ONNX / TFLite / Core ML and check each file against PyTorch"),
-    "benchmark": ("benchmark.cli", "measure accuracy, latency and size of every exported model; judge the claims"),
-    "pipeline": ("benchmark.pipeline", "train -> export -> benchmark for the three models (the main job)"),
 }
 
 # Errors that describe bad input: shown as one line, without a traceback (EDGE_AGE_DEBUG=1 shows it).
@@ -32,7 +30,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         if name == wanted:  # import only the stage that runs
             module = importlib.import_module(module_name)
             module.add_arguments(sub)
-            sub.set_defaults(run=module.run)
+            sub.set_defaults(handler=module.run)
     return parser
 
 
@@ -40,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
     try:
-        result = args.run(args)
+        result = args.handler(args)
     except KeyboardInterrupt:
         print("edge-age: interrupted", file=sys.stderr)
         return 130

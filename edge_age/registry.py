@@ -61,12 +61,26 @@ class InputSpec:
 
 
 class AgeGenderModel(nn.Module):
-    """Base of the three models: forward(x) returns {"age", "gender_logit"[, "age_logits"]}."""
+    """Base of the three models: forward(x) returns {"age", "gender_logit"[, "age_logits", ...]}.
+
+    Each model splits into a trunk (``forward_features``: image -> feature vector) and small output
+    heads (``forward_head``), as timm does; the exporter quantises the trunk and keeps the heads in
+    float, where int8 would clip the age range and the 101-bin softmax.
+    """
 
     model_name: str = ""
     options: dict = {}
     input_spec: InputSpec
     description: str = ""
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward_head(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.forward_head(self.forward_features(x))
 
     def config(self) -> dict:
         """What a checkpoint needs to rebuild this model with ``create_model``."""

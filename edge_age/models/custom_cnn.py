@@ -33,8 +33,10 @@ class CustomCNN(AgeGenderModel):
         self.age_head = nn.Linear(128, 1)
         self.gender_head = nn.Linear(128, 1)
 
-    def forward(self, x):
-        h = self.dense(self.features(x))
+    def forward_features(self, x):
+        return self.dense(self.features(x))
+
+    def forward_head(self, h):
         return {"age": self.age_head(h).squeeze(1), "gender_logit": self.gender_head(h).squeeze(1)}
 
 

@@ -137,8 +137,10 @@ class MASFV2(AgeGenderModel):
             self.last_fc.bias.zero_()
         self.register_buffer("bin_ages", torch.arange(NUM_AGE_BINS, dtype=torch.float32), persistent=False)
 
-    def forward(self, x):
-        pooled = self.pool(self.conv5(self.stages(self.stem(x)))).flatten(1)
+    def forward_features(self, x):
+        return self.pool(self.conv5(self.stages(self.stem(x)))).flatten(1)
+
+    def forward_head(self, pooled):
         age_logits = self.fc(pooled)
         probs = torch.softmax(age_logits, dim=1)
         regression = self.last_fc(probs).squeeze(1)

@@ -58,8 +58,10 @@ class VGG16Transfer(AgeGenderModel):
         self.age_head = nn.Linear(128, 1)
         self.gender_head = nn.Linear(128, 1)
 
-    def forward(self, x):
-        h = self.after128(self.dense128(self.dense256(self.features(x))))
+    def forward_features(self, x):
+        return self.after128(self.dense128(self.dense256(self.features(x))))
+
+    def forward_head(self, h):
         return {"age": self.age_head(h).squeeze(1), "gender_logit": self.gender_head(h).squeeze(1)}
 
     def regularization_loss(self) -> torch.Tensor:

@@ -1,0 +1,135 @@
+"""Run a model file in its own runtime: a PyTorch checkpoint, an .onnx file (onnxruntime) or a .tflite
+file (ai-edge-litert). Every runner takes normalised float32 NCHW images and returns age in years and
+P(female), so parity checks, the benchmark and ``predict`` treat all formats alike.
+
+Core ML packages cannot run on Linux; ``open_runner`` says so instead of pretending.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+class ModelFileError(ValueError):
+    """A model file is missing, of an unknown kind, truncated, or not what its name says."""
+
+
+class Runner:
+    """Callable: float32 N x 3 x S x S (normalised) -> (age (N,), P(female) (N,))."""
+
+    kind = ""
+    threads: int | None = None
+
+    def __call__(self, images_nchw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+
+class TorchRunner(Runner):
+    kind = "pytorch"
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        import torch
+
+        from edge_age.checkpoint import load_model
+
+        self.model, self.checkpoint = load_model(path)
+        self.threads = threads
+        if threads:
+            torch.set_num_threads(threads)
+
+    def __call__(self, images_nchw):
+        import torch
+
+        with torch.no_grad():
+            out = self.model(torch.from_numpy(np.ascontiguousarray(images_nchw, dtype=np.float32)))
+        return out["age"].numpy(), torch.sigmoid(out["gender_logit"]).numpy()
+
+
+class OnnxRunner(Runner):
+    kind = "onnx"
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self.threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:
+            raise ModelFileError(f"{path}: onnxruntime cannot load it ({type(err).__name__}: {str(err)[:300]})") from None
+        self.input_name = self.session.get_inputs()[0].name
+        self.input_type = self.session.get_inputs()[0].type
+
+    def __call__(self, images_nchw):
+        dtype = np.float16 if "float16" in self.input_type else np.float32
+        age, gender = self.session.run(["age", "gender"], {self.input_name: images_nchw.astype(dtype)})
+        return np.asarray(age, np.float32).reshape(-1), np.asarray(gender, np.float32).reshape(-1)
+
+
+class TFLiteRunner(Runner):
+    """LiteRT interpreter; the file takes one NHWC image at a time (as a phone does)."""
+
+    kind = "tflite"
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.threads = threads
+        try:
+            self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            self.interpreter.allocate_tensors()
+        except Exception as err:
+            raise ModelFileError(f"{path}: LiteRT cannot load it ({type(err).__name__}: {str(err)[:300]})") from None
+        self.input = self.interpreter.get_input_details()[0]
+        # litert-torch names outputs output_0, output_1 in the order forward returns them: age, gender.
+        self.outputs = sorted(self.interpreter.get_output_details(), key=lambda d: d["name"])
+        if len(self.outputs) != 2:
+            raise ModelFileError(f"{path}: expected 2 outputs (age, gender), found {len(self.outputs)}")
+        shape = self.input["shape"]
+        self.channels_last = shape[-1] == 3
+
+    def _quantize(self, x: np.ndarray) -> np.ndarray:
+        scale, zero = self.input["quantization"]
+        if self.input["dtype"] in (np.int8, np.uint8) and scale:
+            info = np.iinfo(self.input["dtype"])
+            return np.clip(np.round(x / scale + zero), info.min, info.max).astype(self.input["dtype"])
+        return x.astype(self.input["dtype"])
+
+    def _dequantize(self, detail, value: np.ndarray) -> np.ndarray:
+        scale, zero = detail["quantization"]
+        if detail["dtype"] in (np.int8, np.uint8) and scale:
+            return (value.astype(np.float32) - zero) * scale
+        return value.astype(np.float32)
+
+    def __call__(self, images_nchw):
+        ages, genders = [], []
+        for image in images_nchw:
+            x = image.transpose(1, 2, 0)[None] if self.channels_last else image[None]
+            self.interpreter.set_tensor(self.input["index"], self._quantize(np.ascontiguousarray(x)))
+            self.interpreter.invoke()
+            age, gender = (self._dequantize(d, self.interpreter.get_tensor(d["index"])) for d in self.outputs)
+            ages.append(age.reshape(-1)[0])
+            genders.append(gender.reshape(-1)[0])
+        return np.array(ages, np.float32), np.array(genders, np.float32)
+
+
+RUNNERS = {".pt": TorchRunner, ".pth": TorchRunner, ".onnx": OnnxRunner, ".tflite": TFLiteRunner}
+
+
+def open_runner(path: str | Path, threads: int | None = None) -> Runner:
+    """Pick the runtime from the file's suffix; refuse clearly what cannot run here."""
+    path = Path(path)
+    if path.suffix == ".mlpackage":
+        raise ModelFileError(f"{path}: Core ML packages run only on Apple platforms; use the .onnx or .tflite file here")
+    if path.suffix not in RUNNERS:
+        raise ModelFileError(f"{path}: unknown model file type {path.suffix!r}; expected .pt, .onnx or .tflite")
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    try:
+        return RUNNERS[path.suffix](path, threads)
+    except (FileNotFoundError, ValueError) as err:
+        raise ModelFileError(str(err)) from None

@@ -1,0 +1,38 @@
+"""``edge-age export``: a run's best.pt (or a bare checkpoint) -> ONNX / TFLite / Core ML files + manifest.json."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from export.exporter import export_model, resolve_checkpoint
+
+
+def _csv_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", help="a finished training run folder (uses its best.pt and split.json)")
+    source.add_argument("--checkpoint", help="a bare edge-age checkpoint file")
+    parser.add_argument("--formats", type=_csv_list, default=["onnx", "tflite", "coreml"], help="onnx,tflite,coreml")
+    parser.add_argument("--precisions", type=_csv_list, default=["fp32", "fp16", "int8"], help="fp32,fp16,int8")
+    parser.add_argument("--calib-images", type=int, default=256, help="real training images for int8 calibration")
+    parser.add_argument("--parity-images", type=int, default=200, help="real test images for the parity check")
+    parser.add_argument("--data", help="image folder (default: the run's data folder)")
+    parser.add_argument("--out", help="export folder (default exports/RUN_NAME)")
+
+
+def run(args: argparse.Namespace) -> int:
+    checkpoint, run_dir = resolve_checkpoint(args.run, args.checkpoint)
+    out_dir = Path(args.out or Path("exports") / (run_dir.name if run_dir else checkpoint.stem))
+    manifest = export_model(checkpoint, out_dir, args.formats, args.precisions, run_dir=run_dir, data=args.data,
+                            calib_images=args.calib_images, parity_images=args.parity_images)
+    print(f"\n{'file':<34} {'MB':>7} {'status':<13} {'age max diff':>12} {'MAE change':>10} {'gender acc chg':>14}")
+    for entry in manifest["files"]:
+        p = entry.get("parity", {})
+        mb = f"{entry['bytes'] / 1e6:.2f}" if "bytes" in entry else "-"
+        print(f"{entry['file']:<34} {mb:>7} {entry['status']:<13} {p.get('age_max_diff_years', float('nan')):>12.4f} "
+              f"{p.get('mae_change_years', float('nan')):>+10.3f} {p.get('gender_accuracy_change_points', float('nan')):>+14.2f}")
+    print(f"manifest: {out_dir / 'manifest.json'}")
+    return 0 if all(e["status"] in ("pass", "needs-macos") for e in manifest["files"]) else 1

@@ -1,0 +1,221 @@
+"""One function per format: PyTorch model -> file. Parity, metadata and the manifest live in exporter.py.
+
+Every exported file computes ``DeployModel``: a normalised image in, (age in years, P(female)) out.
+ONNX takes NCHW with a dynamic batch; TFLite takes one NHWC image (the phone's layout); Core ML takes
+NCHW batch 1 (an image input where the normalisation allows it).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from edge_age.registry import AgeGenderModel
+
+# Precisions each format offers. TFLite "int8" is full-integer (PT2E, calibrated); "int8-dynamic" is
+# dynamic-range (int8 weights, float activations). Core ML "int8" quantises weights only.
+PRECISIONS = {
+    "onnx": ["fp32", "fp16", "int8"],
+    "tflite": ["fp32", "fp16", "int8-dynamic", "int8"],
+    "coreml": ["fp16", "int8"],
+}
+SUFFIX = {"onnx": ".onnx", "tflite": ".tflite", "coreml": ".mlpackage"}
+EXTRA_FOR = {"onnx": "onnx", "tflite": "tflite", "coreml": "coreml"}
+OUTPUT_NAMES = ["age", "gender"]
+
+
+class Trunk(nn.Module):
+    """The model's feature trunk, optionally taking NHWC input (TFLite's layout)."""
+
+    def __init__(self, model: AgeGenderModel, channels_last_input: bool = False):
+        super().__init__()
+        self.model = model
+        self.channels_last_input = channels_last_input
+
+    def forward(self, x):
+        if self.channels_last_input:
+            x = x.permute(0, 3, 1, 2)
+        return self.model.forward_features(x)
+
+
+class DeployModel(nn.Module):
+    """What ships: normalised image -> (age in years, P(female)), each of shape (N,).
+
+    ``trunk`` replaces the float trunk (the full-int8 TFLite file passes a PT2E-quantised one).
+    """
+
+    def __init__(self, model: AgeGenderModel, channels_last_input: bool = False, trunk: nn.Module | None = None):
+        super().__init__()
+        self.model = model
+        self.trunk = trunk if trunk is not None else Trunk(model, channels_last_input)
+
+    def forward(self, x):
+        out = self.model.forward_head(self.trunk(x))
+        return out["age"], torch.sigmoid(out["gender_logit"])
+
+
+def require(extra: str, module: str):
+    """Import an optional dependency or say which extra installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(f"{module} is not installed ({err}); install it with: pip install -e \".[{extra}]\"") from None
+
+
+# ---------------------------------------------------------------- ONNX
+
+def export_onnx(model: AgeGenderModel, precision: str, calibration: np.ndarray, path: Path, metadata: dict) -> None:
+    onnx = require("onnx", "onnx")
+    size = model.input_spec.size
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32_path = Path(tmp) / "fp32.onnx"
+        torch.onnx.export(DeployModel(model).eval(), (torch.zeros(1, 3, size, size),), str(fp32_path),
+                          input_names=["image"], output_names=OUTPUT_NAMES,
+                          dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, dynamo=True, verbose=False,
+                          external_data=False)
+        proto = onnx.load(str(fp32_path))
+        if precision == "fp16":
+            float16 = require("onnx", "onnxconverter_common.float16")
+            proto = float16.convert_float_to_float16(proto, keep_io_types=True)
+        elif precision == "int8":
+            proto = _onnx_static_int8(fp32_path, calibration, Path(tmp))
+        elif precision != "fp32":
+            raise ValueError(f"ONNX precision {precision!r} is not one of {PRECISIONS['onnx']}")
+        for key, value in metadata.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.save(proto, str(path))
+
+
+def _onnx_static_int8(fp32_path: Path, calibration: np.ndarray, tmp: Path):
+    """Static QDQ int8, per-channel weights, calibrated on real training images (onnxruntime.quantization)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"image": calibration[i:i + 16]} for i in range(0, len(calibration), 16)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    prepared, quantized = tmp / "prepared.onnx", tmp / "int8.onnx"
+    quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+    # Only convolutions and matrix products: softmax, sigmoid and the expectation stay in float.
+    quantize_static(str(prepared), str(quantized), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    op_types_to_quantize=["Conv", "MatMul", "Gemm"],
+                    nodes_to_exclude=_onnx_head_nodes(prepared))
+    return onnx.load(str(quantized))
+
+
+def _onnx_head_nodes(path: Path) -> list[str]:
+    """Nodes of the output heads (kept float, like the TFLite full-int8 file)."""
+    import onnx
+
+    heads = ("age_head", "gender_head", "last_fc", "model.fc", "/fc/")
+    return [n.name for n in onnx.load(str(path)).graph.node if any(h in n.name for h in heads)]
+
+
+# ---------------------------------------------------------------- TFLite
+
+def export_tflite(model: AgeGenderModel, precision: str, calibration: np.ndarray, path: Path, metadata: dict) -> None:
+    litert_torch = require("tflite", "litert_torch")
+    size = model.input_spec.size
+    sample = (torch.zeros(1, size, size, 3),)
+    if precision == "int8":
+        _tflite_full_int8(model, calibration, path)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32_path = Path(tmp) / "fp32.tflite"
+        litert_torch.convert(DeployModel(model, channels_last_input=True).eval(), sample).export(str(fp32_path))
+        if precision == "fp32":
+            shutil.copyfile(fp32_path, path)
+        elif precision in ("fp16", "int8-dynamic"):
+            aeq_quantizer = require("tflite", "ai_edge_quantizer.quantizer")
+            aeq_recipe = require("tflite", "ai_edge_quantizer.recipe")
+            quantizer = aeq_quantizer.Quantizer(str(fp32_path))
+            quantizer.load_quantization_recipe(_FP16_RECIPE if precision == "fp16" else aeq_recipe.dynamic_wi8_afp32())
+            quantizer.quantize().export_model(str(path), overwrite=True)
+        else:
+            raise ValueError(f"TFLite precision {precision!r} is not one of {PRECISIONS['tflite']}")
+
+
+# ai-edge-quantizer: weights cast to float16, computation in float32 (the classic "fp16 TFLite").
+_FP16_RECIPE = [{
+    "regex": ".*", "operation": "*", "algorithm_key": "float_casting",
+    "op_config": {"weight_tensor_config": {"num_bits": 16, "dtype": "FLOAT"}, "compute_precision": "FLOAT",
+                  "explicit_dequantize": True},
+}]
+
+
+def _tflite_full_int8(model: AgeGenderModel, calibration: np.ndarray, path: Path) -> None:
+    """Full-integer trunk through PT2E (calibrated on real images), float heads after it.
+
+    LiteRT's int8 softmax and sigmoid demand an output scale of 1/256, which would wreck the 101-bin
+    expectation and clip the regression output; the heads are a few thousand MACs, so they stay float.
+    """
+    import litert_torch
+    from litert_torch.quantize import pt2e_quantizer, quant_config
+    import torchao.quantization.pt2e as torchao_pt2e
+    from torchao.quantization.pt2e import quantize_pt2e
+
+    size = model.input_spec.size
+    sample = (torch.zeros(1, size, size, 3),)
+    config = pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
+    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(config)
+    trunk = torch.export.export(Trunk(model, channels_last_input=True).eval(), sample).module()
+    trunk = quantize_pt2e.prepare_pt2e(trunk, quantizer)
+    with torch.no_grad():
+        for image in calibration:
+            trunk(torch.from_numpy(np.ascontiguousarray(image.transpose(1, 2, 0)[None])))
+    trunk = quantize_pt2e.convert_pt2e(trunk, fold_quantize=False)
+    torchao_pt2e.allow_exported_model_train_eval(trunk)  # the wrapper's .eval() must not fail on it
+    combined = DeployModel(model, trunk=trunk).eval()
+    edge_model = litert_torch.convert(combined, sample, quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer))
+    edge_model.export(str(path))
+
+
+# ---------------------------------------------------------------- Core ML
+
+def export_coreml(model: AgeGenderModel, precision: str, calibration: np.ndarray, path: Path, metadata: dict) -> None:
+    ct = require("coreml", "coremltools")
+    spec = model.input_spec
+    size = spec.size
+    exported = torch.export.export(DeployModel(model).eval(), (torch.zeros(1, 3, size, size),)).run_decompositions({})
+    if len(set(spec.std)) == 1 and len(set(spec.mean)) == 1:
+        # One scale for all channels: Core ML can take the camera image directly and normalise itself.
+        scale = 1.0 / (255.0 * spec.std[0])
+        model_input = ct.ImageType(name="image", shape=(1, 3, size, size), scale=scale,
+                                   bias=[-m / spec.std[0] for m in spec.mean], color_layout=ct.colorlayout.RGB)
+    else:
+        model_input = ct.TensorType(name="image", shape=(1, 3, size, size))
+    mlmodel = ct.convert(exported, inputs=[model_input], outputs=[ct.TensorType(name=n) for n in OUTPUT_NAMES],
+                         convert_to="mlprogram", compute_precision=ct.precision.FLOAT16,
+                         minimum_deployment_target=ct.target.iOS16, skip_model_load=True)
+    if precision == "int8":
+        optimize = ct.optimize.coreml
+        config = optimize.OptimizationConfig(global_config=optimize.OpLinearQuantizerConfig(mode="linear_symmetric"))
+        mlmodel = optimize.linear_quantize_weights(mlmodel, config=config)
+    elif precision != "fp16":
+        raise ValueError(f"Core ML precision {precision!r} is not one of {PRECISIONS['coreml']}")
+    info = json.loads(metadata["edge_age"])
+    mlmodel.short_description = f"edge-age {info['model']['name']}: age in years and P(female) from a face crop"
+    mlmodel.input_description["image"] = (f"RGB face crop {size}x{size}; " +
+                                          ("pixels 0-255 (normalised inside)" if isinstance(model_input, ct.ImageType)
+                                           else f"x/255 then (x-{list(spec.mean)})/{list(spec.std)}, NCHW"))
+    mlmodel.output_description["age"] = "age in years"
+    mlmodel.output_description["gender"] = "probability that the face is female"
+    mlmodel.user_defined_metadata.update(metadata)
+    mlmodel.save(str(path))
+
+
+EXPORTERS = {"onnx": export_onnx, "tflite": export_tflite, "coreml": export_coreml}

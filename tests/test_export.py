@@ -1,0 +1,106 @@
+"""Export each model to every format and precision, run each file in its own runtime on real images."""
+import json
+import sys
+
+import pytest
+import torch
+
+from edge_age.cli import main
+from edge_age.io import sha256_file
+from export.exporter import THRESHOLDS
+
+TINY = {"custom_cnn": [], "vgg16_transfer": ["--subset", "60"], "ma_sfv2": ["--width", "0.5"]}
+
+
+@pytest.fixture(scope="module")
+def trained_runs(small_faces_dir, tmp_path_factory):
+    """Each model trained for one epoch on 60 real chips, so its outputs depend on the input."""
+    runs = {}
+    for model, extra in TINY.items():
+        run_dir = tmp_path_factory.mktemp("runs") / model
+        assert main(["train", "--model", model, "--data", str(small_faces_dir), "--epochs", "1", "--batch-size", "8",
+                     "--img-size", "32", "--device", "cpu", "--out", str(run_dir), *extra]) == 0
+        runs[model] = run_dir
+    return runs
+
+
+@pytest.mark.parametrize("model", list(TINY))
+def test_every_format_and_precision_is_exported_and_checked(model, trained_runs, tmp_path):
+    out = tmp_path / "export"
+    main(["export", "--run", str(trained_runs[model]), "--out", str(out), "--calib-images", "16"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    variants = {(f["format"], f["precision"]): f for f in manifest["files"]}
+    assert set(variants) == {("onnx", "fp32"), ("onnx", "fp16"), ("onnx", "int8"), ("tflite", "fp32"),
+                             ("tflite", "fp16"), ("tflite", "int8-dynamic"), ("tflite", "int8"),
+                             ("coreml", "fp16"), ("coreml", "int8")}
+    for (fmt, precision), entry in variants.items():
+        assert entry["status"] != "export-failed", entry
+        path = out / entry["file"]
+        assert path.exists() and entry["bytes"] > 0
+        if fmt == "coreml":
+            assert entry["status"] == "needs-macos" and "numeric parity needs macOS" in entry["reason"]
+            assert precision != "int8" or entry["quantised_weight_ops"] > 0
+            continue
+        assert entry["sha256"] == sha256_file(path)
+        p = entry["parity"]
+        assert p["n"] == 18  # the 60-image run's test split (6) topped up from validation (12)
+        if precision in ("fp32", "fp16"):
+            assert entry["status"] == "pass", entry
+            assert p["age_max_diff_years"] < THRESHOLDS[precision]["age_max_diff_years"]
+        else:  # int8 is judged on the change in MAE and gender accuracy; either verdict must carry numbers
+            assert entry["status"] in ("pass", "fail") and (entry["status"] == "pass") == (entry["reason"] == "")
+            assert p["mae_change_years"] == pytest.approx(p["mae_file"] - p["mae_pytorch"])
+    sizes = {k: v["bytes"] for k, v in variants.items()}
+    assert sizes[("tflite", "int8")] < 0.5 * sizes[("tflite", "fp32")]
+    assert sizes[("onnx", "fp16")] < 0.75 * sizes[("onnx", "fp32")]  # weights halve; graph overhead does not
+    assert manifest["input"]["size"] == 32 and manifest["model"]["name"] == model
+    assert not (out / ".partial").exists()
+
+
+def test_metadata_is_readable_back(trained_runs, tmp_path):
+    import coremltools as ct
+    import onnx
+
+    out = tmp_path / "meta"
+    main(["export", "--run", str(trained_runs["ma_sfv2"]), "--out", str(out), "--formats", "onnx,coreml",
+          "--precisions", "fp16", "--calib-images", "8"])
+    onnx_meta = {p.key: p.value for p in onnx.load(str(out / "ma_sfv2_fp16.onnx")).metadata_props}
+    embedded = json.loads(onnx_meta["edge_age"])
+    assert embedded["input"]["size"] == 32 and embedded["input"]["mean"] == [0.485, 0.456, 0.406]
+    assert [o["name"] for o in embedded["outputs"]] == ["age", "gender"]
+    mlmodel = ct.models.MLModel(str(out / "ma_sfv2_fp16.mlpackage"), skip_model_load=True)
+    assert json.loads(mlmodel.user_defined_metadata["edge_age"])["model"]["name"] == "ma_sfv2"
+    assert "female" in mlmodel.get_spec().description.output[1].shortDescription
+
+
+def test_missing_extra_is_named_and_other_formats_still_run(trained_runs, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "coremltools", None)  # as if the coreml extra were not installed
+    out = tmp_path / "noml"
+    assert main(["export", "--run", str(trained_runs["custom_cnn"]), "--out", str(out), "--formats", "coreml,onnx",
+                 "--precisions", "fp32,fp16", "--calib-images", "8"]) == 1
+    files = {f["file"]: f for f in json.loads((out / "manifest.json").read_text())["files"]}
+    assert files["custom_cnn_fp16.mlpackage"]["status"] == "export-failed"
+    assert '.[coreml]' in files["custom_cnn_fp16.mlpackage"]["reason"]
+    assert files["custom_cnn_fp32.onnx"]["status"] == "pass"
+
+
+def test_bad_inputs_give_clear_errors(trained_runs, tmp_path, capsys):
+    def export_error(*args):
+        assert main(["export", *args]) == 2
+        return capsys.readouterr().err
+
+    assert "holds no best.pt" in export_error("--run", str(tmp_path))
+    assert "checkpoint not found" in export_error("--checkpoint", str(tmp_path / "none.pt"))
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes((trained_runs["custom_cnn"] / "best.pt").read_bytes()[:3000])
+    assert "corrupt or truncated" in export_error("--checkpoint", str(truncated))
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"conv.weight": torch.zeros(3)}, foreign)
+    assert "not an edge-age checkpoint" in export_error("--checkpoint", str(foreign))
+    run = str(trained_runs["custom_cnn"])
+    assert "unknown format 'keras'" in export_error("--run", run, "--formats", "keras")
+    assert "unknown precision 'int4'" in export_error("--run", run, "--precisions", "int4")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert "cannot write to the output folder" in export_error("--run", run, "--out", str(blocker / "sub"))
+    assert not list(tmp_path.glob("**/manifest.json"))

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler
 
 from edge_age.augment import build_augmentation
-from edge_age.checkpoint import load_checkpoint, save_checkpoint
+from edge_age.checkpoint import load_checkpoint, load_model, save_checkpoint
 from edge_age.data import (MAX_BIN_AGE, CachedBatches, apply_split, decoded_cache, load_labelled, load_split,
                            make_split, resolve_data_dir, save_split)
 from edge_age.inference import predict
@@ -479,9 +479,7 @@ def _evaluate_test(out_dir: Path, data, split, options: RunOptions, device, proc
     """Evaluate the best weights once on the test split into test_metrics.json."""
     if not procs.is_main:
         return {}
-    best = load_checkpoint(out_dir / "best.pt")
-    model = create_model(best["model"]["name"], **best["model"]["options"])
-    model.load_state_dict(best["state_dict"])
+    model, best = load_model(out_dir / "best.pt")
     model.to(device)
     test_set = decoded_cache(apply_split(data, split, "test"), model.input_spec.size)
     out = predict(model, test_set.pixels, options.eval_batch_size, device)

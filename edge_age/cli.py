@@ -14,6 +14,7 @@ import sys
 SUBCOMMANDS = {
     "models": ("edge_age.models_table", "list the registered models: parameters, FLOPs, input spec, outputs"),
     "train": ("train.cli", "train a model with a named recipe into a run folder"),
+    "train-speed": ("benchmark.training_speed", "measure training images/s and data-wait share per recipe on this machine"),
     "export": ("export.cli", "export a trained run to ONNX / TFLite / Core ML and check each file against PyTorch"),
 }
 

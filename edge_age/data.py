@@ -256,7 +256,7 @@ def _build_cache(data: LabelledImages, size: int, pixels_path: Path, meta_path: 
     tmp_path = pixels_path.with_suffix(f".{os.getpid()}.tmp.npy")
     pixels = np.lib.format.open_memmap(tmp_path, mode="w+", dtype=np.uint8, shape=(len(data), size, size, 3))
     unreadable = []
-    workers = workers or min(4, os.cpu_count() or 1)
+    workers = workers or min(16, os.cpu_count() or 1)
     started = time.perf_counter()
     jobs = [(path, size) for path in data.paths]
     try:

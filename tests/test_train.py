@@ -122,7 +122,7 @@ def test_diverging_loss_stops_with_a_message(small_faces_dir, tmp_path, capsys):
     run_dir = tmp_path / "nan"
     assert _train(["--model", "custom_cnn", "--data", str(small_faces_dir), "--epochs", "3", "--lr", "1e30",
                    "--out", str(run_dir), *SMALL]) == 2
-    assert "the loss is" in capsys.readouterr().err
+    assert "the loss became nan" in capsys.readouterr().err
     assert not (run_dir / "test_metrics.json").exists()
 
 

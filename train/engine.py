@@ -26,8 +26,8 @@ from torch.utils.data import BatchSampler, DataLoader, DistributedSampler
 
 from edge_age.augment import build_augmentation
 from edge_age.checkpoint import load_checkpoint, load_model, save_checkpoint
-from edge_age.data import (MAX_BIN_AGE, CachedBatches, apply_split, decoded_cache, load_labelled, load_split,
-                           make_split, resolve_data_dir, save_split)
+from edge_age.data import (MAX_BIN_AGE, CachedBatches, LabelledImages, apply_split, decoded_cache, load_labelled,
+                           load_split, make_split, resolve_data_dir, save_split)
 from edge_age.inference import predict
 from edge_age.io import atomic_write_json, atomic_write_text, sha256_file
 from edge_age.metrics import summarize
@@ -405,17 +405,30 @@ def _validation_loss(model: AgeGenderModel, val_out: dict, val_set, loss_weights
 
 
 def _train_one_epoch(step_model, model, loader, augment, optimizer, loss_weights, device, amp_dtype, use_cuda,
-                     desc, show_bar) -> dict:
+                     desc, show_bar, max_steps: int | None = None, warmup_steps: int = 0) -> dict:
+    """One pass over ``loader`` (or its first ``max_steps`` batches). Timing counts only the steps after
+    ``warmup_steps``; on a GPU, running sums stay on the device so that a step never waits for the host."""
     from tqdm import tqdm
 
     model.train()
     spec = model.input_spec
-    totals = {"loss": 0.0, "abs_err": 0.0, "correct": 0.0, "n": 0}
+    steps = len(loader) if max_steps is None else min(max_steps, len(loader))
+    check_every = 25 if use_cuda else 1  # a finiteness check synchronises the GPU; on CPU it is free
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    abs_err_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct_sum = torch.zeros((), device=device, dtype=torch.float64)
+    counted = 0
     data_wait = augment_time = 0.0
     started = time.perf_counter()
     batches = iter(loader)
-    bar = tqdm(total=len(loader), desc=desc, leave=False, disable=None if show_bar else True, file=sys.stderr)
-    for step in range(len(loader)):
+    bar = tqdm(total=steps, desc=desc, leave=False, disable=None if show_bar else True, file=sys.stderr)
+    for step in range(steps):
+        if step == warmup_steps and warmup_steps:
+            if use_cuda:
+                torch.cuda.synchronize()
+            started, data_wait, augment_time, counted = time.perf_counter(), 0.0, 0.0, 0
+            for running_sum in (loss_sum, abs_err_sum, correct_sum):
+                running_sum.zero_()
         t0 = time.perf_counter()
         images, ages, genders = next(batches)
         images = images.to(device, non_blocking=True)
@@ -434,26 +447,27 @@ def _train_one_epoch(step_model, model, loader, augment, optimizer, loss_weights
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        loss_value = loss.detach()
-        if not torch.isfinite(loss_value):
-            bar.close()
-            raise TrainingDiverged(f"{desc}, step {step + 1}: the loss is {loss_value.item()}; stopped. The last good "
-                                   "checkpoint (last.pt, best.pt) is kept; lower the learning rate and --resume or --force")
         with torch.no_grad():
             n = len(ages)
-            totals["loss"] += float(loss_value) * n
-            totals["abs_err"] += float((out["age"].float() - ages).abs().sum())
-            totals["correct"] += float(((out["gender_logit"] > 0).float() == genders).sum())
-            totals["n"] += n
+            loss_sum += loss.detach() * n
+            abs_err_sum += (out["age"].float() - ages).abs().sum()
+            correct_sum += ((out["gender_logit"] > 0).float() == genders).sum()
+            counted += n
+        if (step + 1) % check_every == 0 or step + 1 == steps:
+            if not torch.isfinite(loss_sum):
+                bar.close()
+                raise TrainingDiverged(f"{desc}: the loss became {loss_sum.item()} by step {step + 1}; stopped. The "
+                                       "last good checkpoint (last.pt, best.pt) is kept; lower the learning rate and "
+                                       "--resume or --force")
         bar.update(1)
     bar.close()
     if use_cuda:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
-    n = max(totals["n"], 1)
-    return {"loss": totals["loss"] / n, "age_mae": totals["abs_err"] / n, "gender_acc": totals["correct"] / n,
-            "images_per_s": totals["n"] / seconds, "data_wait_share": data_wait / seconds,
-            "augment_share": augment_time / seconds, "seconds": seconds}
+    n = max(counted, 1)
+    return {"loss": loss_sum.item() / n, "age_mae": abs_err_sum.item() / n, "gender_acc": correct_sum.item() / n,
+            "images_per_s": counted / seconds, "data_wait_share": data_wait / seconds,
+            "augment_share": augment_time / seconds, "seconds": seconds, "steps": steps}
 
 
 def _load_backbone(model: AgeGenderModel, recipe: dict, options: RunOptions, resuming: bool) -> None:
@@ -493,3 +507,44 @@ def _evaluate_test(out_dir: Path, data, split, options: RunOptions, device, proc
     log(f"test ({result['n']} images, best epoch {result['best_epoch']}): age MAE {result['age_mae']:.2f}, "
         f"CS(5) {result['cs5']:.3f}, gender accuracy {result['gender_accuracy']:.3f} -> {out_dir / 'test_metrics.json'}")
     return result
+
+
+# ---------------------------------------------------------------- throughput
+
+def measure_training_speed(recipe: dict, data: LabelledImages, device_flag: str = "auto", steps: int = 30,
+                           warmup: int = 5, workers: int = 0, compile: bool = False, seed: int = 0) -> dict:
+    """Time ``steps`` real training steps of a recipe's first phase (after ``warmup``) on cached real images.
+
+    The same loop as training (the decoded cache, augmentation on the device, AMP on CUDA), so images/s and
+    the data-wait share are what a run of that recipe would see here. No run folder is written.
+    """
+    _, device = start_processes(device_flag)
+    use_cuda = device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_cuda and torch.cuda.is_bf16_supported() else None
+    batch_size = int(recipe["batch_size"])
+    needed = batch_size * (steps + warmup)
+    if len(data) < batch_size:
+        raise ValueError(f"{data.root} has {len(data)} labelled images, fewer than one batch of {batch_size}")
+    rng = np.random.default_rng(seed)
+    chosen = data.select(np.sort(rng.choice(len(data), size=min(needed, len(data)), replace=False)))
+    torch.manual_seed(seed)
+    model = create_model(recipe["model"], img_size=recipe["img_size"], **recipe.get("model_options", {}))
+    phase = recipe["phases"][0]
+    set_trainable(model, phase["trainable"])
+    model.to(device).to(memory_format=torch.channels_last)
+    augment = build_augmentation(recipe["augmentation"])
+    if augment is not None:
+        augment.to(device)
+    cached = decoded_cache(chosen, model.input_spec.size, verbose=False)
+    dataset = CachedBatches(cached)
+    sampler = torch.utils.data.RandomSampler(dataset, replacement=True, num_samples=needed)
+    loader = DataLoader(dataset, sampler=BatchSampler(sampler, batch_size, drop_last=True), batch_size=None,
+                        num_workers=workers, pin_memory=use_cuda, persistent_workers=False)
+    step_model = torch.compile(model) if compile else model
+    stats = _train_one_epoch(step_model, model, loader, augment, make_optimizer(model, phase), recipe["loss"], device,
+                             amp_dtype, use_cuda, f"{recipe['model']} {recipe['name']}", True,
+                             max_steps=steps + warmup, warmup_steps=warmup)
+    return {"device": torch.cuda.get_device_name(device) if use_cuda else "cpu", "amp": str(amp_dtype),
+            "images_per_s": stats["images_per_s"], "step_ms": 1000 * batch_size / stats["images_per_s"],
+            "data_wait_share": stats["data_wait_share"], "augment_share": stats["augment_share"],
+            "timed_steps": steps, "warmup_steps": warmup, "phase": phase["name"]}

@@ -137,6 +137,14 @@ def resolve_data_dir(flag: str | Path | None = None) -> Path:
     )
 
 
+
+def resolve_run_data_dir(flag: str | Path | None, recorded: str | None) -> Path:
+    """The data of a finished run: --data or $EDGE_AGE_DATA when given, else the folder the run recorded if it
+    exists on this machine (a run trained elsewhere recorded that machine's path), else the default location."""
+    if not flag and not os.environ.get("EDGE_AGE_DATA") and recorded and Path(recorded).is_dir():
+        return Path(recorded).resolve()
+    return resolve_data_dir(flag)
+
 # ---------------------------------------------------------------- splits
 
 def make_split(data: LabelledImages, seed: int = 0, fractions=DEFAULT_FRACTIONS, subset: int | None = None) -> dict:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from edge_age.checkpoint import load_model
-from edge_age.data import apply_split, decoded_cache, load_labelled, load_split, resolve_data_dir
+from edge_age.data import apply_split, decoded_cache, load_labelled, load_split, resolve_run_data_dir
 from edge_age.io import atomic_write_json, sha256_file
 from edge_age.registry import OUTPUT_MEANINGS, AgeGenderModel
 from edge_age.runtimes import open_runner
@@ -54,7 +54,7 @@ def real_images(model: AgeGenderModel, run_dir: Path | None, data: str | None, c
     """Calibration images from the training split and parity images from the test split (topped up from
     validation if the test split is small), both as normalised float32 NCHW through the model's spec."""
     config = json.loads((run_dir / "config.json").read_text()) if run_dir and (run_dir / "config.json").exists() else {}
-    labelled = load_labelled(resolve_data_dir(data or config.get("data_root")))
+    labelled = load_labelled(resolve_run_data_dir(data, config.get("data_root")))
     size = model.input_spec.size
     if run_dir is not None and (run_dir / "split.json").exists():
         split = load_split(run_dir / "split.json")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from edge_age.data import (CachedBatches, apply_split, decoded_cache, load_split, make_split, parse_utkface_name,
-                           read_labels_csv, resolve_data_dir, save_split, scan_utkface)
+                           read_labels_csv, resolve_data_dir, resolve_run_data_dir, save_split, scan_utkface)
 from edge_age.images import load_for_model
 from tests.conftest import copy_real_faces
 
@@ -103,3 +103,10 @@ def test_cache_drops_corrupt_images_with_a_warning(utkface_all, tmp_path):
     with pytest.warns(UserWarning, match="dropped 2 unreadable"):
         decoded = decoded_cache(data, 32, workers=1, verbose=False)
     assert len(decoded) == 2 and set(decoded.data.files) == set(names[2:])
+
+
+def test_a_run_trained_elsewhere_falls_back_to_local_data(utkface_dir, tmp_path, monkeypatch):
+    monkeypatch.delenv("EDGE_AGE_DATA", raising=False)
+    assert resolve_run_data_dir(None, str(tmp_path)) == tmp_path.resolve()  # recorded folder exists here
+    assert resolve_run_data_dir(None, "/root/utk-on-another-machine") == resolve_data_dir(None)
+    assert resolve_run_data_dir(str(utkface_dir), str(tmp_path)) == utkface_dir.resolve()  # --data wins

@@ -84,3 +84,13 @@ def test_flops_are_counted():
     flops = count_flops(create_model("custom_cnn"))
     # first conv alone: 128*128 outputs * 32 filters * 27 MACs * 2
     assert flops > 2 * 128 * 128 * 32 * 27
+
+
+def test_linear_age_outputs_start_at_the_mean_age_and_expectation_heads_keep_theirs():
+    cnn = create_model("custom_cnn", img_size=64)
+    cnn.start_age_at(33.5)
+    assert cnn.age_head.bias.item() == pytest.approx(33.5)
+    sfv2 = create_model("ma_sfv2", width=0.5, img_size=64)
+    before = {k: v.clone() for k, v in sfv2.state_dict().items()}
+    sfv2.start_age_at(33.5)
+    assert all(torch.equal(before[k], v) for k, v in sfv2.state_dict().items())

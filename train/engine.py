@@ -249,6 +249,8 @@ def train(recipe: dict, options: RunOptions) -> dict:
     torch.manual_seed(options.seed)  # identical initial weights on every rank
     model = create_model(recipe["model"], img_size=recipe["img_size"], **recipe.get("model_options", {}))
     _load_backbone(model, recipe, options, resumed is not None)
+    if resumed is None:
+        model.start_age_at(float(apply_split(data, split, "train").ages.mean()))
     size = model.input_spec.size
 
     # Decode once: rank 0 builds the cache, the others read it.

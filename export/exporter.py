@@ -213,8 +213,25 @@ def export_model(checkpoint: Path, out_dir: Path, formats: list[str], precisions
             print(f"  {entry['status']} {entry.get('reason', '')}", file=sys.stderr)
             manifest["files"].append(entry)
     shutil.rmtree(partial, ignore_errors=True)
+    _remove_stale_files(out_dir, {entry["file"] for entry in manifest["files"]})
     atomic_write_json(out_dir / "manifest.json", manifest)
     return manifest
+
+
+def _remove_stale_files(out_dir: Path, current: set[str]) -> None:
+    """Files of an earlier export into the same folder that this export did not write (another model, other
+    precisions): left in place they would sit beside a manifest that does not describe them."""
+    old_manifest = out_dir / "manifest.json"
+    if not old_manifest.is_file():
+        return
+    try:
+        previous = {entry["file"] for entry in json.loads(old_manifest.read_text()).get("files", [])}
+    except (json.JSONDecodeError, AttributeError, KeyError, TypeError):
+        return
+    for name in sorted(previous - current):
+        if (out_dir / name).exists() and Path(name).name == name:
+            print(f"removing {out_dir / name}: left from an earlier export, not part of this one", file=sys.stderr)
+            _remove(out_dir / name)
 
 
 def _variants(fmt: str, precisions: list[str]) -> list[str]:

@@ -104,3 +104,14 @@ def test_bad_inputs_give_clear_errors(trained_runs, tmp_path, capsys):
     blocker.write_text("")
     assert "cannot write to the output folder" in export_error("--run", run, "--out", str(blocker / "sub"))
     assert not list(tmp_path.glob("**/manifest.json"))
+
+
+def test_re_export_removes_files_the_new_manifest_does_not_describe(trained_runs, tmp_path):
+    out = tmp_path / "again"
+    common = ["export", "--run", str(trained_runs["custom_cnn"]), "--out", str(out), "--formats", "onnx",
+              "--calib-images", "8"]
+    assert main([*common, "--precisions", "fp32,fp16"]) == 0
+    assert (out / "custom_cnn_fp16.onnx").exists()
+    assert main([*common, "--precisions", "fp32"]) == 0
+    assert not (out / "custom_cnn_fp16.onnx").exists() and (out / "custom_cnn_fp32.onnx").exists()
+    assert [f["file"] for f in json.loads((out / "manifest.json").read_text())["files"]] == ["custom_cnn_fp32.onnx"]

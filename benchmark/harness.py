@@ -1,0 +1,213 @@
+"""Benchmark every exported model and variant: accuracy on the whole test split, latency, throughput,
+memory, size, parameters and FLOPs, with the CPU's compute floor as a reference line.
+
+Export folders are found by their manifest.json. Each model's PyTorch checkpoint is the reference row.
+Every measurement runs in a child process (benchmark/measure.py) with a fixed thread count, on inputs
+prepared here, so preprocessing is never timed and runtimes never share a process.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.claims import recipe_summary
+from edge_age.checkpoint import load_model
+from edge_age.data import apply_split, decoded_cache, load_labelled, load_split, resolve_run_data_dir
+from edge_age.metrics import summarize
+from edge_age.model_stats import count_flops, count_parameters
+from export.exporter import MANIFEST_FORMAT
+
+LATENCY_INPUT_IMAGES = 8  # distinct real faces cycled through the timed calls
+RUNNABLE = {"pytorch", "onnx", "tflite"}
+
+
+@dataclass
+class ExportedModel:
+    """One export folder: its manifest, the checkpoint it came from and what the benchmark needs to know of it."""
+
+    label: str
+    folder: Path
+    manifest: dict
+    checkpoint: Path
+    family: str
+    parameters: int
+    flops: int
+    recipe: dict = field(default_factory=dict)
+
+
+def family_of(model_name: str, options: dict, loss: dict) -> str:
+    """Which line of the comparison a model belongs to: the three models, and MA-SFV2's two ablations
+    (plain ShuffleNetV2 without attention; L1 regression alone)."""
+    if model_name == "ma_sfv2":
+        if options.get("attention") is False:
+            return "sfv2"
+        if options.get("age_output") == "regression" and not loss.get("age_ce"):
+            return "ma_sfv2-l1"
+    return model_name
+
+
+def find_exports(root: Path) -> list[ExportedModel]:
+    """Every export folder at or under ``root`` (by manifest.json), with its checkpoint opened for stats."""
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"{root}: no such folder; run `edge-age export --run RUN` first (it writes exports/RUN)")
+    manifests = sorted([root / "manifest.json"] if (root / "manifest.json").is_file() else root.rglob("manifest.json"))
+    found = []
+    for path in manifests:
+        try:
+            manifest = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON ({err}); re-run `edge-age export` for that model") from None
+        if manifest.get("format") != MANIFEST_FORMAT:
+            continue
+        checkpoint = Path(manifest["source"]["checkpoint"])
+        if not checkpoint.is_absolute() and not checkpoint.exists():
+            checkpoint = path.parent / checkpoint
+        if not checkpoint.is_file():
+            raise FileNotFoundError(f"{path}: its source checkpoint {checkpoint} is missing; the PyTorch reference row "
+                                    "needs it (re-export from the run folder, or restore the checkpoint)")
+        model, payload = load_model(checkpoint)
+        recipe = payload.get("recipe") or {}
+        model_cfg = manifest["model"]
+        found.append(ExportedModel(label=path.parent.name, folder=path.parent, manifest=manifest, checkpoint=checkpoint,
+                                   family=family_of(model_cfg["name"], model_cfg.get("options", {}), recipe.get("loss", {})),
+                                   parameters=count_parameters(model), flops=count_flops(model), recipe=recipe))
+    if not found:
+        raise FileNotFoundError(f"no export folders (manifest.json) under {root}; run `edge-age export --run RUN` first")
+    return found
+
+
+def test_images(exported: ExportedModel, data_flag: str | None, split_name: str, limit: int | None):
+    """The labelled images of the run's ``split_name`` split, decoded at the model's input size."""
+    run = exported.manifest["source"].get("run")
+    if not run or not (Path(run) / "split.json").is_file():
+        raise FileNotFoundError(f"{exported.label}: the export's source run {run} (with split.json) is missing; "
+                                "the benchmark evaluates on that run's test split")
+    run = Path(run)
+    config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
+    data = load_labelled(resolve_run_data_dir(data_flag, config.get("data_root")))
+    part = apply_split(data, load_split(run / "split.json"), split_name)
+    if limit:
+        part = part.select(np.arange(min(limit, len(part))))
+    return decoded_cache(part, exported.manifest["input"]["size"], verbose=False)
+
+
+def _child(args: list[str]) -> dict:
+    """Run benchmark/measure.py in a fresh process; its last stdout line is JSON."""
+    proc = subprocess.run([sys.executable, "-m", "benchmark.measure", *args], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no error output"])[-1]
+        raise RuntimeError(last[:400])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def measure_peaks(thread_counts: list[int]) -> dict[int, dict]:
+    """This CPU's fp32 and int8 matrix-product ceilings at each thread count (the compute floor)."""
+    return {threads: _child(["peak", "-", "--threads", str(threads)]) for threads in thread_counts}
+
+
+def _variant_rows(exported: ExportedModel) -> list[dict]:
+    """The PyTorch reference row, then one row per file in the manifest."""
+    rows = [{"format": "pytorch", "precision": "fp32", "file": exported.checkpoint, "status": "reference",
+             "reason": "", "bytes": exported.checkpoint.stat().st_size}]
+    for entry in exported.manifest["files"]:
+        rows.append({"format": entry["format"], "precision": entry["precision"], "file": exported.folder / entry["file"],
+                     "status": entry["status"], "reason": entry.get("reason", ""), "bytes": entry.get("bytes")})
+    return rows
+
+
+def benchmark_model(exported: ExportedModel, data_flag: str | None, split_name: str, limit: int | None,
+                    thread_counts: list[int], runs: int, batch: int, peaks: dict[int, dict], log=print) -> list[dict]:
+    """All rows of one export folder, measured."""
+    spec = exported.manifest["input"]
+    test = test_images(exported, data_flag, split_name, limit)
+    ages, genders = test.data.ages, test.data.genders
+    results = []
+    with tempfile.TemporaryDirectory(prefix="edge-age-bench-") as tmp:
+        tmp = Path(tmp)
+        pixels_path, inputs_path = tmp / "pixels.npy", tmp / "latency_inputs.npy"
+        np.save(pixels_path, np.asarray(test.pixels))
+        x = np.asarray(test.pixels[:LATENCY_INPUT_IMAGES], np.float32).transpose(0, 3, 1, 2) / 255.0
+        mean = np.asarray(spec["mean"], np.float32).reshape(1, 3, 1, 1)
+        std = np.asarray(spec["std"], np.float32).reshape(1, 3, 1, 1)
+        np.save(inputs_path, np.ascontiguousarray((x - mean) / std, dtype=np.float32))
+        reference = None
+        for variant in _variant_rows(exported):
+            row = {"model": exported.label, "family": exported.family, "model_name": exported.manifest["model"]["name"],
+                   "input_size": spec["size"], "parameters": exported.parameters, "gflops": exported.flops / 1e9,
+                   "format": variant["format"], "precision": variant["precision"], "file": str(variant["file"]),
+                   "export_status": variant["status"], "export_reason": variant["reason"],
+                   "size_mb": variant["bytes"] / 1e6 if variant["bytes"] else None, "latency": {},
+                   "recipe_summary": recipe_summary(exported.recipe)}
+            name = f"{exported.label} {variant['format']} {variant['precision']}"
+            if variant["format"] not in RUNNABLE:
+                row["status"] = "not measured"
+                row["note"] = "Core ML runs only on Apple platforms: size and structure checked, no timing here"
+                results.append(row)
+                log(f"  {name}: not measured (needs macOS)")
+                continue
+            if variant["status"] == "export-failed":
+                row["status"] = "export failed"
+                results.append(row)
+                log(f"  {name}: export failed ({variant['reason'][:80]})")
+                continue
+            try:
+                out_path = tmp / "predictions.npz"
+                predicted = _child(["predict", str(variant["file"]), "--pixels", str(pixels_path), "--out", str(out_path),
+                                    "--mean", *map(str, spec["mean"]), "--std", *map(str, spec["std"])])
+                with np.load(out_path) as saved:
+                    age, gender = saved["age"], saved["gender_prob"]
+                row.update(summarize(age, ages, gender, genders))
+                row["predict_peak_rss_mb"] = predicted["peak_rss_mb"]
+                for threads in thread_counts:
+                    timing = _child(["latency", str(variant["file"]), "--inputs", str(inputs_path), "--threads",
+                                     str(threads), "--runs", str(runs), "--batch", str(batch)])
+                    peak = peaks.get(threads)
+                    if peak:
+                        ceiling = peak["int8_gops"] if _integer_compute(variant) else peak["fp32_gflops"]
+                        timing["floor_ms"] = exported.flops / (ceiling * 1e9) * 1000
+                        timing["multiple_of_floor"] = timing["latency_ms_median"] / timing["floor_ms"]
+                    row["latency"][str(threads)] = timing
+            except RuntimeError as err:
+                row.update(status="failed to run", note=str(err))
+                results.append(row)
+                log(f"  {name}: failed to run: {err}")
+                continue
+            if variant["format"] == "pytorch":
+                reference = row
+            if reference is not None and reference is not row:
+                row["mae_change_vs_pytorch"] = row["age_mae"] - reference["age_mae"]
+                row["gender_change_points_vs_pytorch"] = 100 * (row["gender_accuracy"] - reference["gender_accuracy"])
+            row["status"] = {"reference": "reference", "pass": "pass", "fail": "failed parity"}.get(variant["status"],
+                                                                                                   variant["status"])
+            results.append(row)
+            first = row["latency"][str(thread_counts[0])]
+            log(f"  {name}: MAE {row['age_mae']:.2f}, gender {row['gender_accuracy']:.3f}, "
+                f"{first['latency_ms_median']:.2f} ms median at {thread_counts[0]} thread(s)")
+    return results
+
+
+def _integer_compute(variant: dict) -> bool:
+    """Full-integer files compute in int8; fp16 and dynamic-range files compute (mostly) in float here."""
+    return variant["precision"] == "int8" and variant["format"] in ("onnx", "tflite")
+
+
+def parse_threads(text: str) -> list[int]:
+    """'1,all' -> [1, number of cores]."""
+    counts = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        if item == "all":
+            counts.append(os.cpu_count() or 1)
+        elif item.isdigit() and int(item) > 0:
+            counts.append(int(item))
+        else:
+            raise ValueError(f"--threads takes positive numbers or 'all', comma-separated; got {item!r}")
+    return list(dict.fromkeys(counts))

@@ -1,0 +1,132 @@
+"""One measurement of one model file in a process of its own (so one runtime's threads never disturb another's).
+
+    python -m benchmark.measure latency FILE --inputs small.npy --threads N --runs R --batch 32
+    python -m benchmark.measure predict FILE --pixels test_uint8.npy --out predictions.npz
+    python -m benchmark.measure peak - --threads N
+
+``latency`` times batch-1 calls (median, p90 over R runs after a warm-up) and batch-``--batch`` throughput on
+already normalised float32 NCHW inputs: preprocessing stays outside the timed region. ``predict`` runs every
+test image (uint8 NHWC, normalised here as the file's manifest says) and saves age and P(female). Both print one
+JSON line, with the process's peak resident memory. ``peak`` measures this CPU's compute ceiling for the
+benchmark's floor line: fp32 matrix products through torch and int8 ones through onnxruntime (MatMulInteger).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+
+import numpy as np
+
+from edge_age.runtimes import open_runner
+
+WARMUP_RUNS = 10
+THROUGHPUT_RUNS = 10
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def latency(path: str, inputs: np.ndarray, threads: int, runs: int, batch: int) -> dict:
+    runner = open_runner(path, threads=threads)
+    one = np.ascontiguousarray(inputs[:1])
+    for _ in range(WARMUP_RUNS):
+        runner(one)
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        runner(one)
+        times.append(time.perf_counter() - started)
+    ms = np.array(times) * 1000
+    many = np.ascontiguousarray(np.resize(inputs, (batch, *inputs.shape[1:])))
+    runner(many)
+    batch_times = []
+    for _ in range(THROUGHPUT_RUNS):
+        started = time.perf_counter()
+        runner(many)
+        batch_times.append(time.perf_counter() - started)
+    return {"threads": threads, "runs": runs, "latency_ms_median": float(np.median(ms)),
+            "latency_ms_p10": float(np.percentile(ms, 10)), "latency_ms_p90": float(np.percentile(ms, 90)),
+            "latency_ms_min": float(ms.min()), "batch": batch,
+            "throughput_images_per_s": float(batch / np.median(batch_times)), "peak_rss_mb": _peak_rss_mb()}
+
+
+def predict(path: str, pixels: np.ndarray, mean, std, chunk: int = 64) -> dict:
+    runner = open_runner(path)
+    mean = np.asarray(mean, np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(std, np.float32).reshape(1, 3, 1, 1)
+    ages, genders = [], []
+    for start in range(0, len(pixels), chunk):
+        x = np.asarray(pixels[start:start + chunk], np.float32).transpose(0, 3, 1, 2) / 255.0
+        age, gender = runner(np.ascontiguousarray((x - mean) / std, dtype=np.float32))
+        ages.append(age)
+        genders.append(gender)
+    return {"age": np.concatenate(ages), "gender_prob": np.concatenate(genders), "peak_rss_mb": _peak_rss_mb()}
+
+
+def peak(threads: int, side: int = 1024, repeats: int = 10) -> dict:
+    """Best-of-``repeats`` GFLOP/s of a side^3 matrix product: fp32 (torch) and int8 (onnxruntime)."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+    from onnx import TensorProto, helper
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(side, side), torch.randn(side, side)
+    flops = 2 * side ** 3
+
+    def best_rate(fn) -> float:
+        fn()
+        best = float("inf")
+        for _ in range(repeats):
+            started = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - started)
+        return flops / best / 1e9
+
+    fp32 = best_rate(lambda: torch.mm(a, b))
+    graph = helper.make_graph([helper.make_node("MatMulInteger", ["a", "b"], ["c"])], "int8_peak",
+                              [helper.make_tensor_value_info("a", TensorProto.UINT8, [side, side]),
+                               helper.make_tensor_value_info("b", TensorProto.INT8, [side, side])],
+                              [helper.make_tensor_value_info("c", TensorProto.INT32, [side, side])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    a8 = np.random.default_rng(0).integers(0, 255, (side, side), dtype=np.uint8)
+    b8 = np.random.default_rng(1).integers(-128, 127, (side, side), dtype=np.int8)
+    int8 = best_rate(lambda: session.run(None, {"a": a8, "b": b8}))
+    onnx.checker.check_model(model)
+    return {"threads": threads, "fp32_gflops": fp32, "int8_gops": int8, "matrix_side": side}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmark.measure")
+    parser.add_argument("mode", choices=["latency", "predict", "peak"])
+    parser.add_argument("file")
+    parser.add_argument("--inputs", help="latency: normalised float32 NCHW .npy")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--pixels", help="predict: uint8 NHWC .npy")
+    parser.add_argument("--mean", type=float, nargs=3)
+    parser.add_argument("--std", type=float, nargs=3)
+    parser.add_argument("--out", help="predict: where to save age and gender_prob (.npz)")
+    args = parser.parse_args(argv)
+    if args.mode == "peak":
+        result = peak(args.threads)
+    elif args.mode == "latency":
+        result = latency(args.file, np.load(args.inputs), args.threads, args.runs, args.batch)
+    else:
+        out = predict(args.file, np.load(args.pixels, mmap_mode="r"), args.mean, args.std)
+        np.savez(args.out, age=out["age"], gender_prob=out["gender_prob"])
+        result = {"n": len(out["age"]), "peak_rss_mb": out["peak_rss_mb"]}
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -85,7 +85,8 @@ def find_exports(root: Path) -> list[ExportedModel]:
 
 
 def test_images(exported: ExportedModel, data_flag: str | None, split_name: str, limit: int | None):
-    """The labelled images of the run's ``split_name`` split, decoded at the model's input size."""
+    """The labelled images of the run's ``split_name`` split (or a seeded sample of ``limit`` of them), decoded
+    at the model's input size."""
     run = exported.manifest["source"].get("run")
     if not run or not (Path(run) / "split.json").is_file():
         raise FileNotFoundError(f"{exported.label}: the export's source run {run} (with split.json) is missing; "
@@ -94,8 +95,8 @@ def test_images(exported: ExportedModel, data_flag: str | None, split_name: str,
     config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
     data = load_labelled(resolve_run_data_dir(data_flag, config.get("data_root")))
     part = apply_split(data, load_split(run / "split.json"), split_name)
-    if limit:
-        part = part.select(np.arange(min(limit, len(part))))
+    if limit and limit < len(part):  # a seeded sample: split files are in name order, i.e. youngest first
+        part = part.select(np.sort(np.random.default_rng(0).choice(len(part), size=limit, replace=False)))
     return decoded_cache(part, exported.manifest["input"]["size"], verbose=False)
 
 

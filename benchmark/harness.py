@@ -53,12 +53,13 @@ def family_of(model_name: str, options: dict, loss: dict) -> str:
     return model_name
 
 
-def find_exports(root: Path) -> list[ExportedModel]:
-    """Every export folder at or under ``root`` (by manifest.json), with its checkpoint opened for stats."""
-    root = Path(root)
-    if not root.exists():
-        raise FileNotFoundError(f"{root}: no such folder; run `edge-age export --run RUN` first (it writes exports/RUN)")
-    manifests = sorted([root / "manifest.json"] if (root / "manifest.json").is_file() else root.rglob("manifest.json"))
+def find_exports(*roots: Path) -> list[ExportedModel]:
+    """Every export folder at or under each root (found by manifest.json), with its checkpoint opened for stats."""
+    manifests = []
+    for root in map(Path, roots):
+        if not root.exists():
+            raise FileNotFoundError(f"{root}: no such folder; run `edge-age export --run RUN` first (it writes exports/RUN)")
+        manifests += sorted([root / "manifest.json"] if (root / "manifest.json").is_file() else root.rglob("manifest.json"))
     found = []
     for path in manifests:
         try:
@@ -80,7 +81,8 @@ def find_exports(root: Path) -> list[ExportedModel]:
                                    family=family_of(model_cfg["name"], model_cfg.get("options", {}), recipe.get("loss", {})),
                                    parameters=count_parameters(model), flops=count_flops(model), recipe=recipe))
     if not found:
-        raise FileNotFoundError(f"no export folders (manifest.json) under {root}; run `edge-age export --run RUN` first")
+        raise FileNotFoundError(f"no export folders (manifest.json) under {', '.join(map(str, roots))}; run "
+                                "`edge-age export --run RUN` first")
     return found
 
 
@@ -212,3 +214,40 @@ def parse_threads(text: str) -> list[int]:
         else:
             raise ValueError(f"--threads takes positive numbers or 'all', comma-separated; got {item!r}")
     return list(dict.fromkeys(counts))
+
+
+def run_benchmark(exported: list[ExportedModel], out_dir: Path, data_flag: str | None, split_name: str,
+                  limit: int | None, thread_counts: list[int], runs: int, batch: int, command: str, log=print) -> list[dict]:
+    """Measure every model, judge the claims and write report.md, results.csv/json and the plots."""
+    from benchmark.claims import judge_claims
+    from benchmark.report import write_results
+    from benchmark.training_speed import describe_machine
+
+    log(f"benchmarking {len(exported)} model(s): {', '.join(e.label for e in exported)}; threads {thread_counts}")
+    log("measuring this CPU's compute ceiling ...")
+    peaks = measure_peaks(thread_counts)
+    rows = []
+    for number, model in enumerate(exported, 1):
+        log(f"[{number}/{len(exported)}] {model.label} ({model.family}, {model.manifest['input']['size']} px)")
+        rows += benchmark_model(model, data_flag, split_name, limit, thread_counts, runs, batch, peaks, log)
+    claims = judge_claims(rows, str(thread_counts[0]))
+    context = {"machine": describe_machine(), "versions": _versions(), "thread_counts": thread_counts, "runs": runs,
+               "batch": batch, "split": split_name, "limit": limit, "command": command,
+               "peaks": {str(t): p for t, p in peaks.items()}}
+    write_results(out_dir, rows, claims, context)
+    for claim in claims:
+        log(f"claim {claim['claim']}: {claim['verdict']} - {claim['evidence']}")
+    log(f"wrote {out_dir / 'report.md'}, results.csv, results.json and plots")
+    return rows
+
+
+def _versions() -> dict:
+    from importlib import metadata
+
+    versions = {}
+    for package in ("torch", "onnxruntime", "ai-edge-litert", "litert-torch", "coremltools", "numpy"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions

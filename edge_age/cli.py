@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "train": ("train.cli", "train a model with a named recipe into a run folder"),
     "train-speed": ("benchmark.training_speed", "measure training images/s and data-wait share per recipe on this machine"),
     "export": ("export.cli", "export a trained run to ONNX / TFLite / Core ML and check each file against PyTorch"),
+    "pipeline": ("benchmark.pipeline", "train -> export -> benchmark the three models (reuses finished stages)"),
     "benchmark": ("benchmark.cli", "accuracy, latency, size and FLOPs of every exported variant; the seeds' claims judged"),
 }
 

@@ -30,28 +30,28 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def latency(path: str, inputs: np.ndarray, threads: int, runs: int, batch: int) -> dict:
-    runner = open_runner(path, threads=threads)
-    one = np.ascontiguousarray(inputs[:1])
-    for _ in range(WARMUP_RUNS):
-        runner(one)
+def _timed(fn, runs: int) -> np.ndarray:
+    """Seconds of each of ``runs`` calls."""
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        runner(one)
+        fn()
         times.append(time.perf_counter() - started)
-    ms = np.array(times) * 1000
+    return np.array(times)
+
+
+def latency(path: str, inputs: np.ndarray, threads: int, runs: int, batch: int) -> dict:
+    runner = open_runner(path, threads=threads)
+    one = np.ascontiguousarray(inputs[:1])
+    _timed(lambda: runner(one), WARMUP_RUNS)
+    ms = _timed(lambda: runner(one), runs) * 1000
     many = np.ascontiguousarray(np.resize(inputs, (batch, *inputs.shape[1:])))
     runner(many)
-    batch_times = []
-    for _ in range(THROUGHPUT_RUNS):
-        started = time.perf_counter()
-        runner(many)
-        batch_times.append(time.perf_counter() - started)
+    batch_seconds = _timed(lambda: runner(many), THROUGHPUT_RUNS)
     return {"threads": threads, "runs": runs, "latency_ms_median": float(np.median(ms)),
             "latency_ms_p10": float(np.percentile(ms, 10)), "latency_ms_p90": float(np.percentile(ms, 90)),
             "latency_ms_min": float(ms.min()), "batch": batch,
-            "throughput_images_per_s": float(batch / np.median(batch_times)), "peak_rss_mb": _peak_rss_mb()}
+            "throughput_images_per_s": float(batch / np.median(batch_seconds)), "peak_rss_mb": _peak_rss_mb()}
 
 
 def predict(path: str, pixels: np.ndarray, mean, std, chunk: int = 64) -> dict:

@@ -131,12 +131,56 @@ def _onnx_head_nodes(path: Path) -> list[str]:
 # ---------------------------------------------------------------- TFLite
 
 def export_tflite(model: AgeGenderModel, precision: str, calibration: np.ndarray, path: Path, metadata: dict) -> None:
-    litert_torch = require("tflite", "litert_torch")
+    require("tflite", "litert_torch")
     size = model.input_spec.size
     sample = (torch.zeros(1, size, size, 3),)
     if precision == "int8":
         _tflite_full_int8(model, calibration, path)
-        return
+    else:
+        _tflite_float_or_dynamic(model, precision, sample, path)
+    embed_tflite_metadata(path, metadata)
+
+
+def embed_tflite_metadata(path: Path, metadata: dict) -> None:
+    """Add each metadata entry as a named buffer in the model's ``metadata`` table, readable with any
+    flatbuffers TFLite reader (and by ``read_tflite_metadata``). The TFLite Support library's standard
+    TFLITE_METADATA record needs tflite-support, which does not install beside numpy 2: the app reads the
+    same facts from manifest.json."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    tflite_model = schema.ModelT.InitFromPackedBuf(path.read_bytes(), 0)
+    tflite_model.metadata = [m for m in (tflite_model.metadata or []) if m.name.decode() not in metadata]
+    for name, text in metadata.items():
+        buffer = schema.BufferT()
+        buffer.data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+        tflite_model.buffers.append(buffer)
+        entry = schema.MetadataT()
+        entry.name = name
+        entry.buffer = len(tflite_model.buffers) - 1
+        tflite_model.metadata.append(entry)
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(tflite_model.Pack(builder), file_identifier=b"TFL3")
+    path.write_bytes(builder.Output())
+
+
+def read_tflite_metadata(path: Path) -> dict[str, str]:
+    """The named metadata buffers of a .tflite file, as text (binary ones skipped)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    tflite_model = schema.ModelT.InitFromPackedBuf(Path(path).read_bytes(), 0)
+    found = {}
+    for entry in tflite_model.metadata or []:
+        data = tflite_model.buffers[entry.buffer].data
+        try:
+            found[entry.name.decode()] = bytes(np.asarray(data, dtype=np.uint8)).decode("utf-8")
+        except (UnicodeDecodeError, TypeError):
+            continue
+    return found
+
+
+def _tflite_float_or_dynamic(model: AgeGenderModel, precision: str, sample: tuple, path: Path) -> None:
+    litert_torch = require("tflite", "litert_torch")
     with tempfile.TemporaryDirectory() as tmp:
         fp32_path = Path(tmp) / "fp32.tflite"
         litert_torch.convert(DeployModel(model, channels_last_input=True).eval(), sample).export(str(fp32_path))

@@ -8,6 +8,7 @@ import torch
 from edge_age.cli import main
 from edge_age.io import sha256_file
 from export.exporter import THRESHOLDS
+from export.formats import read_tflite_metadata
 
 TINY = {"custom_cnn": [], "vgg16_transfer": ["--subset", "60"], "ma_sfv2": ["--width", "0.5"]}
 
@@ -62,12 +63,14 @@ def test_metadata_is_readable_back(trained_runs, tmp_path):
     import onnx
 
     out = tmp_path / "meta"
-    main(["export", "--run", str(trained_runs["ma_sfv2"]), "--out", str(out), "--formats", "onnx,coreml",
+    main(["export", "--run", str(trained_runs["ma_sfv2"]), "--out", str(out), "--formats", "onnx,coreml,tflite",
           "--precisions", "fp16", "--calib-images", "8"])
     onnx_meta = {p.key: p.value for p in onnx.load(str(out / "ma_sfv2_fp16.onnx")).metadata_props}
     embedded = json.loads(onnx_meta["edge_age"])
     assert embedded["input"]["size"] == 32 and embedded["input"]["mean"] == [0.485, 0.456, 0.406]
     assert [o["name"] for o in embedded["outputs"]] == ["age", "gender"]
+    tflite_meta = json.loads(read_tflite_metadata(out / "ma_sfv2_fp16.tflite")["edge_age"])
+    assert tflite_meta == embedded  # the same facts in every format
     mlmodel = ct.models.MLModel(str(out / "ma_sfv2_fp16.mlpackage"), skip_model_load=True)
     assert json.loads(mlmodel.user_defined_metadata["edge_age"])["model"]["name"] == "ma_sfv2"
     assert "female" in mlmodel.get_spec().description.output[1].shortDescription

@@ -206,7 +206,12 @@ def export_model(checkpoint: Path, out_dir: Path, formats: list[str], precisions
                 if fmt == "coreml":
                     entry.update(check_coreml(final_path, precision, spec.size))
                 else:
-                    entry["parity"] = parity(open_runner(final_path), reference, parity_inputs, labels, precision)
+                    runner = open_runner(final_path)
+                    if fmt == "tflite":  # an app feeding an int8 input needs its scale and zero point
+                        scale, zero_point = runner.input["quantization"]
+                        entry["input_tensor"] = {"dtype": np.dtype(runner.input["dtype"]).name, "scale": float(scale),
+                                                 "zero_point": int(zero_point)}
+                    entry["parity"] = parity(runner, reference, parity_inputs, labels, precision)
                     entry.update(status=entry["parity"]["status"], reason=entry["parity"]["reason"])
             except Exception as err:
                 entry.update(status="fail", reason=f"could not run in its runtime: {type(err).__name__}: {str(err)[:300]}")

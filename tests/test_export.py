@@ -51,6 +51,9 @@ def test_every_format_and_precision_is_exported_and_checked(model, trained_runs,
         else:  # int8 is judged on the change in MAE and gender accuracy; either verdict must carry numbers
             assert entry["status"] in ("pass", "fail") and (entry["status"] == "pass") == (entry["reason"] == "")
             assert p["mae_change_years"] == pytest.approx(p["mae_file"] - p["mae_pytorch"])
+    assert variants[("tflite", "int8")]["input_tensor"]["dtype"] == "int8"  # full-integer input, as NPUs want
+    assert variants[("tflite", "int8")]["input_tensor"]["scale"] > 0
+    assert variants[("tflite", "fp32")]["input_tensor"] == {"dtype": "float32", "scale": 0.0, "zero_point": 0}
     sizes = {k: v["bytes"] for k, v in variants.items()}
     assert sizes[("tflite", "int8")] < 0.5 * sizes[("tflite", "fp32")]
     assert sizes[("onnx", "fp16")] < 0.75 * sizes[("onnx", "fp32")]  # weights halve; graph overhead does not

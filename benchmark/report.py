@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import shutil
 from pathlib import Path
 
 from benchmark.claims import PHONE_BUDGET, SEED_NUMBERS
@@ -38,19 +40,26 @@ def _fmt(value, spec: str = ".2f", empty: str = "-") -> str:
 
 
 def write_results(out_dir: Path, rows: list[dict], claims: list[dict], context: dict) -> None:
-    """All outputs of one benchmark run into ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """All outputs of one benchmark run into ``out_dir``: written into a staging folder first and moved in
+    with report.md last, so an interruption never leaves a report that mixes two runs or looks complete."""
+    staging = out_dir / ".partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
     threads = context["thread_counts"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS + _latency_columns(threads), lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow(_flat(row, threads))
-    atomic_write_text(out_dir / "results.csv", buffer.getvalue())
-    atomic_write_json(out_dir / "results.json", {"context": context, "rows": rows, "claims": claims,
+    atomic_write_text(staging / "results.csv", buffer.getvalue())
+    atomic_write_json(staging / "results.json", {"context": context, "rows": rows, "claims": claims,
                                                  "seed_numbers": SEED_NUMBERS})
-    plots = draw_plots(out_dir, rows, threads)
-    atomic_write_text(out_dir / "report.md", markdown(rows, claims, context, plots))
+    plots = draw_plots(staging, rows, threads)
+    atomic_write_text(staging / "report.md", markdown(rows, claims, context, plots))
+    (out_dir / "report.md").unlink(missing_ok=True)
+    for name in ["results.csv", "results.json", *plots, "report.md"]:
+        os.replace(staging / name, out_dir / name)
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def markdown(rows: list[dict], claims: list[dict], context: dict, plots: list[str]) -> str:

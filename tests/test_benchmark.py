@@ -57,6 +57,7 @@ def test_pipeline_trains_exports_and_reports_every_model(pipeline_dirs):
         assert len(list(csv.DictReader(handle))) == len(rows)
     report = (out / "report.md").read_text()
     assert "## The claims" in report and "MORPH2" in report and "Compute floor" in report
+    assert not (out / ".partial").exists()
 
 
 def test_benchmark_accuracy_matches_predictions_made_here(pipeline_dirs, small_faces_dir):

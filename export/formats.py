@@ -149,7 +149,13 @@ def embed_tflite_metadata(path: Path, metadata: dict) -> None:
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
-    tflite_model = schema.ModelT.InitFromPackedBuf(path.read_bytes(), 0)
+    raw = path.read_bytes()
+    tflite_model = schema.ModelT.InitFromPackedBuf(raw, 0)
+    for buffer in tflite_model.buffers:
+        # ai-edge-quantizer stores weights after the flatbuffer (offset/size): bring them inline, or Pack drops them.
+        if buffer.offset > 1:
+            buffer.data = np.frombuffer(raw[buffer.offset:buffer.offset + buffer.size], dtype=np.uint8)
+            buffer.offset, buffer.size = 0, 0
     tflite_model.metadata = [m for m in (tflite_model.metadata or []) if m.name.decode() not in metadata]
     for name, text in metadata.items():
         buffer = schema.BufferT()

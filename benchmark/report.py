@@ -74,7 +74,7 @@ def markdown(rows: list[dict], claims: list[dict], context: dict, plots: list[st
              + f". Latency: batch 1, median and p90 over {context['runs']} timed runs after 10 warm-up runs, on "
              f"normalised inputs prepared outside the timed region, each runtime in its own process with a fixed thread "
              f"count; throughput at batch {context['batch']}. Peak memory: the measuring process's peak resident set "
-             "(runtime, model and Python together).", ""]
+             "(runtime, model and Python together).", ""] + ([f"Note: {context['note']}.", ""] if context.get("note") else [])
     peaks = context.get("peaks", {})
     if peaks:
         lines += ["## Compute floor", "",
@@ -96,7 +96,8 @@ def markdown(rows: list[dict], claims: list[dict], context: dict, plots: list[st
             timing = row.get("latency", {}).get(str(t), {})
             cells += [_fmt(timing.get("latency_ms_median")), _fmt(timing.get("latency_ms_p90")),
                       _fmt(timing.get("multiple_of_floor"), ".1f"), _fmt(timing.get("throughput_images_per_s"), ".0f")]
-        cells.append(_fmt(max((t.get("peak_rss_mb", 0) for t in row.get("latency", {}).values()), default=None), ".0f"))
+        peaks = [t["peak_rss_mb"] for t in row.get("latency", {}).values() if t.get("peak_rss_mb") is not None]
+        cells.append(_fmt(max(peaks, default=None), ".0f"))
         lines.append("| " + " | ".join(cells) + " |")
     notes = sorted({f"{r['model']} {r['format']} {r['precision']}: {r['note']}" for r in rows if r.get("note")})
     notes += sorted({f"{r['model']} {r['format']} {r['precision']}: {r['export_reason']}" for r in rows

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.claims import recipe_summary
+from benchmark.measure import normalise
 from edge_age.checkpoint import load_model
 from edge_age.data import apply_split, decoded_cache, load_labelled, load_split, resolve_run_data_dir
 from edge_age.metrics import summarize
@@ -86,7 +87,7 @@ def find_exports(*roots: Path) -> list[ExportedModel]:
     return found
 
 
-def test_images(exported: ExportedModel, data_flag: str | None, split_name: str, limit: int | None):
+def split_images(exported: ExportedModel, data_flag: str | None, split_name: str, limit: int | None):
     """The labelled images of the run's ``split_name`` split (or a seeded sample of ``limit`` of them), decoded
     at the model's input size."""
     run = exported.manifest["source"].get("run")
@@ -131,17 +132,14 @@ def benchmark_model(exported: ExportedModel, data_flag: str | None, split_name: 
                     thread_counts: list[int], runs: int, batch: int, peaks: dict[int, dict], log=print) -> list[dict]:
     """All rows of one export folder, measured."""
     spec = exported.manifest["input"]
-    test = test_images(exported, data_flag, split_name, limit)
+    test = split_images(exported, data_flag, split_name, limit)
     ages, genders = test.data.ages, test.data.genders
     results = []
     with tempfile.TemporaryDirectory(prefix="edge-age-bench-") as tmp:
         tmp = Path(tmp)
         pixels_path, inputs_path = tmp / "pixels.npy", tmp / "latency_inputs.npy"
         np.save(pixels_path, np.asarray(test.pixels))
-        x = np.asarray(test.pixels[:LATENCY_INPUT_IMAGES], np.float32).transpose(0, 3, 1, 2) / 255.0
-        mean = np.asarray(spec["mean"], np.float32).reshape(1, 3, 1, 1)
-        std = np.asarray(spec["std"], np.float32).reshape(1, 3, 1, 1)
-        np.save(inputs_path, np.ascontiguousarray((x - mean) / std, dtype=np.float32))
+        np.save(inputs_path, normalise(test.pixels[:LATENCY_INPUT_IMAGES], spec["mean"], spec["std"]))
         reference = None
         for variant in _variant_rows(exported):
             row = {"model": exported.label, "family": exported.family, "model_name": exported.manifest["model"]["name"],

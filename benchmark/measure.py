@@ -63,14 +63,19 @@ def latency(path: str, inputs: np.ndarray, threads: int, runs: int, batch: int) 
             "throughput_images_per_s": float(batch / np.median(batch_seconds)), "peak_rss_mb": _peak_rss_mb()}
 
 
-def predict(path: str, pixels: np.ndarray, mean, std, chunk: int = 64) -> dict:
-    runner = open_runner(path)
+def normalise(pixels_nhwc: np.ndarray, mean, std) -> np.ndarray:
+    """uint8 N x S x S x 3 -> float32 N x 3 x S x S, x/255 then (x - mean) / std, as the manifest's input spec says."""
+    x = np.asarray(pixels_nhwc, np.float32).transpose(0, 3, 1, 2) / 255.0
     mean = np.asarray(mean, np.float32).reshape(1, 3, 1, 1)
     std = np.asarray(std, np.float32).reshape(1, 3, 1, 1)
+    return np.ascontiguousarray((x - mean) / std, dtype=np.float32)
+
+
+def predict(path: str, pixels: np.ndarray, mean, std, chunk: int = 64) -> dict:
+    runner = open_runner(path)
     ages, genders = [], []
     for start in range(0, len(pixels), chunk):
-        x = np.asarray(pixels[start:start + chunk], np.float32).transpose(0, 3, 1, 2) / 255.0
-        age, gender = runner(np.ascontiguousarray((x - mean) / std, dtype=np.float32))
+        age, gender = runner(normalise(pixels[start:start + chunk], mean, std))
         ages.append(age)
         genders.append(gender)
     return {"age": np.concatenate(ages), "gender_prob": np.concatenate(genders), "peak_rss_mb": _peak_rss_mb()}

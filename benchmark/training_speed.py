@@ -5,7 +5,6 @@ benchmark/results/training-speed/ and projects each recipe's wall time from the 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import re
 import time

@@ -120,11 +120,11 @@ def test_no_exports_found_says_what_to_run(tmp_path, capsys):
 
 
 def test_limit_takes_a_seeded_sample_not_the_youngest_faces(pipeline_dirs, small_faces_dir):
-    from benchmark.harness import find_exports, test_images
+    from benchmark.harness import find_exports, split_images
 
     exported = find_exports(pipeline_dirs["exports"] / "custom_cnn-quick")[0]
-    everything = test_images(exported, str(small_faces_dir), "val", None)
-    sample = test_images(exported, str(small_faces_dir), "val", 5)
+    everything = split_images(exported, str(small_faces_dir), "val", None)
+    sample = split_images(exported, str(small_faces_dir), "val", 5)
     assert len(sample) == 5 and set(sample.data.files) <= set(everything.data.files)
     assert sample.data.files != everything.data.files[:5]
-    assert np.array_equal(sample.data.files, test_images(exported, str(small_faces_dir), "val", 5).data.files)
+    assert np.array_equal(sample.data.files, split_images(exported, str(small_faces_dir), "val", 5).data.files)

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.claims import recipe_summary
-from benchmark.measure import normalise
 from edge_age.checkpoint import load_model
 from edge_age.data import apply_split, decoded_cache, load_labelled, load_split, resolve_run_data_dir
 from edge_age.metrics import summarize
 from edge_age.model_stats import count_flops, count_parameters
+from edge_age.runtimes import normalise_pixels
 from export.exporter import MANIFEST_FORMAT
 
 LATENCY_INPUT_IMAGES = 8  # distinct real faces cycled through the timed calls
@@ -139,7 +139,7 @@ def benchmark_model(exported: ExportedModel, data_flag: str | None, split_name: 
         tmp = Path(tmp)
         pixels_path, inputs_path = tmp / "pixels.npy", tmp / "latency_inputs.npy"
         np.save(pixels_path, np.asarray(test.pixels))
-        np.save(inputs_path, normalise(test.pixels[:LATENCY_INPUT_IMAGES], spec["mean"], spec["std"]))
+        np.save(inputs_path, normalise_pixels(test.pixels[:LATENCY_INPUT_IMAGES], spec["mean"], spec["std"]))
         reference = None
         for variant in _variant_rows(exported):
             row = {"model": exported.label, "family": exported.family, "model_name": exported.manifest["model"]["name"],
@@ -162,8 +162,7 @@ def benchmark_model(exported: ExportedModel, data_flag: str | None, split_name: 
                 continue
             try:
                 out_path = tmp / "predictions.npz"
-                predicted = _child(["predict", str(variant["file"]), "--pixels", str(pixels_path), "--out", str(out_path),
-                                    "--mean", *map(str, spec["mean"]), "--std", *map(str, spec["std"])])
+                predicted = _child(["predict", str(variant["file"]), "--pixels", str(pixels_path), "--out", str(out_path)])
                 with np.load(out_path) as saved:
                     age, gender = saved["age"], saved["gender_prob"]
                 row.update(summarize(age, ages, gender, genders))

@@ -6,7 +6,7 @@
 
 ``latency`` times batch-1 calls (median, p90 over R runs after a warm-up) and batch-``--batch`` throughput on
 already normalised float32 NCHW inputs: preprocessing stays outside the timed region. ``predict`` runs every
-test image (uint8 NHWC, normalised here as the file's manifest says) and saves age and P(female). Both print one
+test image (uint8 NHWC, normalised here as the file's own metadata says) and saves age and P(female). Both print one
 JSON line, with the process's peak resident memory. ``peak`` measures this CPU's compute ceiling for the
 benchmark's floor line: fp32 matrix products through torch and int8 ones through onnxruntime (MatMulInteger).
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_age.runtimes import open_runner
+from edge_age.runtimes import open_model_file, open_runner
 
 WARMUP_RUNS = 10
 THROUGHPUT_RUNS = 10
@@ -63,22 +63,9 @@ def latency(path: str, inputs: np.ndarray, threads: int, runs: int, batch: int) 
             "throughput_images_per_s": float(batch / np.median(batch_seconds)), "peak_rss_mb": _peak_rss_mb()}
 
 
-def normalise(pixels_nhwc: np.ndarray, mean, std) -> np.ndarray:
-    """uint8 N x S x S x 3 -> float32 N x 3 x S x S, x/255 then (x - mean) / std, as the manifest's input spec says."""
-    x = np.asarray(pixels_nhwc, np.float32).transpose(0, 3, 1, 2) / 255.0
-    mean = np.asarray(mean, np.float32).reshape(1, 3, 1, 1)
-    std = np.asarray(std, np.float32).reshape(1, 3, 1, 1)
-    return np.ascontiguousarray((x - mean) / std, dtype=np.float32)
-
-
-def predict(path: str, pixels: np.ndarray, mean, std, chunk: int = 64) -> dict:
-    runner = open_runner(path)
-    ages, genders = [], []
-    for start in range(0, len(pixels), chunk):
-        age, gender = runner(normalise(pixels[start:start + chunk], mean, std))
-        ages.append(age)
-        genders.append(gender)
-    return {"age": np.concatenate(ages), "gender_prob": np.concatenate(genders), "peak_rss_mb": _peak_rss_mb()}
+def predict(path: str, pixels: np.ndarray) -> dict:
+    age, gender_prob = open_model_file(path).predict(pixels)
+    return {"age": age, "gender_prob": gender_prob, "peak_rss_mb": _peak_rss_mb()}
 
 
 def peak(threads: int, side: int = 1024, repeats: int = 10) -> dict:
@@ -126,8 +113,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--pixels", help="predict: uint8 NHWC .npy")
-    parser.add_argument("--mean", type=float, nargs=3)
-    parser.add_argument("--std", type=float, nargs=3)
     parser.add_argument("--out", help="predict: where to save age and gender_prob (.npz)")
     args = parser.parse_args(argv)
     if args.mode == "peak":
@@ -135,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.mode == "latency":
         result = latency(args.file, np.load(args.inputs), args.threads, args.runs, args.batch)
     else:
-        out = predict(args.file, np.load(args.pixels, mmap_mode="r"), args.mean, args.std)
+        out = predict(args.file, np.load(args.pixels, mmap_mode="r"))
         np.savez(args.out, age=out["age"], gender_prob=out["gender_prob"])
         result = {"n": len(out["age"]), "peak_rss_mb": out["peak_rss_mb"]}
     print(json.dumps(result), flush=True)

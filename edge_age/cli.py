@@ -18,6 +18,8 @@ SUBCOMMANDS = {
     "export": ("export.cli", "export a trained run to ONNX / TFLite / Core ML and check each file against PyTorch"),
     "pipeline": ("benchmark.pipeline", "train -> export -> benchmark the three models (reuses finished stages)"),
     "benchmark": ("benchmark.cli", "accuracy, latency, size and FLOPs of every exported variant; the seeds' claims judged"),
+    "predict": ("edge_age.predict", "age and gender of every face in photos, with a checkpoint, .onnx or .tflite file"),
+    "evaluate": ("edge_age.evaluate", "a model file on any labelled set (UTKFace names or a CSV), optionally aligned by dlib"),
 }
 
 # Errors that describe bad input: shown as one line, without a traceback (EDGE_AGE_DEBUG=1 shows it).

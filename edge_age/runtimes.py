@@ -6,6 +6,8 @@ Core ML packages cannot run on Linux; ``open_runner`` says so instead of pretend
 """
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -133,3 +135,89 @@ def open_runner(path: str | Path, threads: int | None = None) -> Runner:
         return RUNNERS[path.suffix](path, threads)
     except (FileNotFoundError, ValueError) as err:
         raise ModelFileError(str(err)) from None
+
+
+def normalise_pixels(pixels_nhwc: np.ndarray, mean, std) -> np.ndarray:
+    """uint8 N x S x S x 3 -> float32 N x 3 x S x S: x/255 then (x - mean) / std, as a model's input spec says.
+    numpy only, so a runtime's process need not load torch."""
+    x = np.asarray(pixels_nhwc, np.float32).transpose(0, 3, 1, 2) / 255.0
+    mean = np.asarray(mean, np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(std, np.float32).reshape(1, 3, 1, 1)
+    return np.ascontiguousarray((x - mean) / std, dtype=np.float32)
+
+
+def read_tflite_metadata(path: str | Path) -> dict[str, str]:
+    """The named metadata buffers of a .tflite file, as text (binary ones skipped)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    tflite_model = schema.ModelT.InitFromPackedBuf(Path(path).read_bytes(), 0)
+    found = {}
+    for entry in tflite_model.metadata or []:
+        data = tflite_model.buffers[entry.buffer].data
+        try:
+            found[entry.name.decode()] = bytes(np.asarray(data, dtype=np.uint8)).decode("utf-8")
+        except (UnicodeDecodeError, TypeError):
+            continue
+    return found
+
+
+def describe_model_file(path: Path, runner: Runner) -> dict:
+    """What the file says about itself (model, input spec, outputs): the checkpoint's config, the ``edge_age``
+    metadata an export embeds in .onnx/.tflite files, or else the manifest.json beside the file."""
+    if isinstance(runner, TorchRunner):
+        model = runner.checkpoint["model"]
+        return {"model": {k: model[k] for k in ("name", "options")}, "input": model["input_spec"]}
+    embedded = None
+    if isinstance(runner, OnnxRunner):
+        embedded = runner.session.get_modelmeta().custom_metadata_map.get("edge_age")
+    elif isinstance(runner, TFLiteRunner):
+        embedded = read_tflite_metadata(path).get("edge_age")
+    if embedded:
+        return json.loads(embedded)
+    manifest = path.parent / "manifest.json"
+    if manifest.is_file():
+        described = json.loads(manifest.read_text())
+        if any(entry.get("file") == path.name for entry in described.get("files", [])):
+            return described
+    raise ModelFileError(f"{path}: carries no edge-age metadata (input size, normalisation) and no manifest.json "
+                         "beside it lists it; export it with `edge-age export` or keep its manifest.json with it")
+
+
+@dataclass
+class ModelFile:
+    """A model file ready to use on face chips: its runner plus the preprocessing the file itself describes."""
+
+    path: Path
+    runner: Runner
+    description: dict
+
+    @property
+    def size(self) -> int:
+        return int(self.description["input"]["size"])
+
+    @property
+    def name(self) -> str:
+        return self.description.get("model", {}).get("name", self.path.stem)
+
+    def predict(self, pixels_uint8_nhwc: np.ndarray, chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 N x size x size x 3 RGB chips -> (age in years, P(female))."""
+        spec = self.description["input"]
+        ages, genders = [np.zeros(0, np.float32)], [np.zeros(0, np.float32)]
+        for start in range(0, len(pixels_uint8_nhwc), chunk):
+            age, gender = self.runner(normalise_pixels(pixels_uint8_nhwc[start:start + chunk], spec["mean"], spec["std"]))
+            ages.append(age)
+            genders.append(gender)
+        return np.concatenate(ages), np.concatenate(genders)
+
+
+def open_model_file(path: str | Path, threads: int | None = None) -> ModelFile:
+    """A checkpoint, .onnx or .tflite file, its runtime chosen from the suffix and its preprocessing from itself."""
+    path = Path(path)
+    runner = open_runner(path, threads)
+    try:
+        description = describe_model_file(path, runner)
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ModelFileError(f"{path}: its edge-age metadata is unreadable ({type(err).__name__}: {err})") from None
+    if "input" not in description or "size" not in description["input"]:
+        raise ModelFileError(f"{path}: its metadata names no input size")
+    return ModelFile(path, runner, description)

@@ -143,7 +143,7 @@ def export_tflite(model: AgeGenderModel, precision: str, calibration: np.ndarray
 
 def embed_tflite_metadata(path: Path, metadata: dict) -> None:
     """Add each metadata entry as a named buffer in the model's ``metadata`` table, readable with any
-    flatbuffers TFLite reader (and by ``read_tflite_metadata``). The TFLite Support library's standard
+    flatbuffers TFLite reader (and by ``edge_age.runtimes.read_tflite_metadata``). The TFLite Support library's standard
     TFLITE_METADATA record needs tflite-support, which does not install beside numpy 2: the app reads the
     same facts from manifest.json."""
     import flatbuffers
@@ -168,21 +168,6 @@ def embed_tflite_metadata(path: Path, metadata: dict) -> None:
     builder = flatbuffers.Builder(1024)
     builder.Finish(tflite_model.Pack(builder), file_identifier=b"TFL3")
     path.write_bytes(builder.Output())
-
-
-def read_tflite_metadata(path: Path) -> dict[str, str]:
-    """The named metadata buffers of a .tflite file, as text (binary ones skipped)."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    tflite_model = schema.ModelT.InitFromPackedBuf(Path(path).read_bytes(), 0)
-    found = {}
-    for entry in tflite_model.metadata or []:
-        data = tflite_model.buffers[entry.buffer].data
-        try:
-            found[entry.name.decode()] = bytes(np.asarray(data, dtype=np.uint8)).decode("utf-8")
-        except (UnicodeDecodeError, TypeError):
-            continue
-    return found
 
 
 def _tflite_float_or_dynamic(model: AgeGenderModel, precision: str, sample: tuple, path: Path) -> None:

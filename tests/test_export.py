@@ -8,7 +8,7 @@ import torch
 from edge_age.cli import main
 from edge_age.io import sha256_file
 from export.exporter import THRESHOLDS
-from export.formats import read_tflite_metadata
+from edge_age.runtimes import read_tflite_metadata
 
 TINY = {"custom_cnn": [], "vgg16_transfer": ["--subset", "60"], "ma_sfv2": ["--width", "0.5"]}
 

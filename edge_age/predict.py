@@ -1,0 +1,180 @@
+"""``edge-age predict``: age and gender of every face in photos, with any model file (checkpoint, .onnx, .tflite).
+
+    edge-age predict IMAGE_OR_DIR --model FILE [--json] [--csv FILE] [--save-annotated DIR] [--chip]
+
+Each image is read upright (EXIF orientation), its faces found and aligned by dlib (edge_age.faces), each
+face cropped like a UTKFace chip and run through the model with the preprocessing the model file describes.
+A folder never stops at a bad file: each file gets a status (ok, no face, unreadable: why).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from edge_age.faces import CHIP_SIZE, DETECTORS, Face, FaceAligner
+from edge_age.images import ImageReadError, read_rgb, resize_square
+from edge_age.runtimes import ModelFile, open_model_file
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+CSV_COLUMNS = ["file", "status", "face", "left", "top", "right", "bottom", "age", "gender", "p_female"]
+
+
+@dataclass
+class ImageResult:
+    """One image's outcome: a status and, per face, where it is and what the model says."""
+
+    file: str
+    status: str = "ok"
+    faces: list[dict] = field(default_factory=list)
+    found: list[Face] = field(default_factory=list, repr=False)
+    image: Image.Image | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict:
+        return {"file": self.file, "status": self.status, "faces": self.faces}
+
+
+def list_images(target: str | Path) -> list[Path]:
+    """A file, or every image file under a folder (sorted; other files such as CSVs are left alone)."""
+    target = Path(target)
+    if target.is_file():
+        return [target]
+    if not target.is_dir():
+        raise FileNotFoundError(f"{target}: no such file or folder")
+    files = sorted(p for p in target.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"{target}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+    return files
+
+
+def whole_image_face(image: Image.Image) -> Face:
+    """The image itself as the face chip, for inputs that are already aligned crops (--chip)."""
+    width, height = image.size
+    return Face(box=(0, 0, width, height), score=float("nan"), landmarks=np.zeros((0, 2)), chip=image,
+                chip_to_image=np.array([[width / CHIP_SIZE, 0, 0], [0, height / CHIP_SIZE, 0]]))
+
+
+def analyse_image(path: Path, model: ModelFile, aligner: FaceAligner | None, keep_image: bool = False) -> ImageResult:
+    """Read one image, find its faces (or take it whole when aligner is None) and predict each face."""
+    result = ImageResult(str(path))
+    try:
+        image = read_rgb(path)
+    except ImageReadError as err:
+        result.status = f"unreadable: {str(err).removeprefix(f'{path}: ')}"
+        return result
+    faces = [whole_image_face(image)] if aligner is None else aligner.find(image)
+    if not faces:
+        result.status = "no face"
+    else:
+        pixels = np.stack([resize_square(face.chip, model.size) for face in faces])
+        ages, female = model.predict(pixels)
+        for face, age, p_female in zip(faces, ages, female):
+            result.faces.append({**face.to_dict(), "age": round(float(age), 2),
+                                 "gender": "female" if p_female > 0.5 else "male", "p_female": round(float(p_female), 4)})
+        result.found = faces
+    if keep_image:
+        result.image = image
+    return result
+
+
+def draw(result: ImageResult) -> Image.Image:
+    """The photo with a box, landmarks and 'age, gender (confidence)' per face."""
+    image = result.image.copy()
+    canvas = ImageDraw.Draw(image)
+    line = max(2, round(max(image.size) / 400))
+    for face in result.faces:
+        left, top, right, bottom = face["box"]
+        colour = (230, 60, 140) if face["gender"] == "female" else (40, 140, 230)
+        canvas.rectangle((left, top, right, bottom), outline=colour, width=line)
+        for x, y in face["landmarks"]:
+            canvas.ellipse((x - line, y - line, x + line, y + line), fill=(255, 255, 0))
+        confidence = max(face["p_female"], 1 - face["p_female"])
+        label = f"{face['age']:.0f}, {face['gender']} ({confidence:.0%})"
+        text_box = canvas.textbbox((left, top), label)
+        label_top = max(0, top - (text_box[3] - text_box[1]) - 2 * line)
+        canvas.rectangle((left, label_top, left + text_box[2] - text_box[0] + 2 * line, top), fill=colour)
+        canvas.text((left + line, label_top + line // 2), label, fill=(255, 255, 255))
+    return image
+
+
+def write_csv(results: list[ImageResult]) -> str:
+    """One row per face; a file without faces gets one row with its status and empty face columns."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
+    writer.writeheader()
+    for result in results:
+        if not result.faces:
+            writer.writerow({"file": result.file, "status": result.status})
+        for number, face in enumerate(result.faces):
+            writer.writerow({"file": result.file, "status": result.status, "face": number,
+                             **dict(zip(("left", "top", "right", "bottom"), face["box"])),
+                             "age": face["age"], "gender": face["gender"], "p_female": face["p_female"]})
+    return buffer.getvalue()
+
+
+def add_face_arguments(parser: argparse.ArgumentParser) -> None:
+    """Face-finding flags shared by predict and evaluate."""
+    parser.add_argument("--detector", choices=DETECTORS, default="hog",
+                        help="dlib's HOG frontal detector (fast) or its CNN (MMOD) detector (finds more, slow on CPU)")
+    parser.add_argument("--landmarks", type=int, choices=(5, 68), default=5, help="dlib landmark model used to align")
+    parser.add_argument("--threads", type=int, default=None, help="runtime threads (default: the runtime's own)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", metavar="IMAGE_OR_DIR", help="an image file or a folder of images")
+    parser.add_argument("--model", required=True, help="a checkpoint (.pt), .onnx or .tflite file from edge-age")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    parser.add_argument("--csv", metavar="FILE", help="also write one row per face to this CSV")
+    parser.add_argument("--save-annotated", metavar="DIR", help="write each image with boxes and labels drawn here")
+    parser.add_argument("--chip", action="store_true",
+                        help="the images are already aligned face crops (like UTKFace chips): skip face detection")
+    add_face_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from edge_age.io import atomic_write_bytes, atomic_write_text
+
+    files = list_images(args.target)
+    model = open_model_file(args.model, args.threads)
+    aligner = None if args.chip else FaceAligner(args.detector, args.landmarks)
+    annotated_dir = Path(args.save_annotated) if args.save_annotated else None
+    results = []
+    for path in tqdm(files, desc="predict", unit="image", file=sys.stderr, disable=len(files) == 1 or None):
+        result = analyse_image(path, model, aligner, keep_image=annotated_dir is not None)
+        if annotated_dir is not None and result.image is not None:
+            buffer = io.BytesIO()
+            draw(result).save(buffer, "JPEG", quality=92)
+            atomic_write_bytes(annotated_dir / f"{path.stem}.annotated.jpg", buffer.getvalue())
+            result.image = None
+        results.append(result)
+    if args.csv:
+        atomic_write_text(args.csv, write_csv(results))
+    if args.json:
+        print(json.dumps({"model": str(args.model), "results": [r.to_dict() for r in results]}, indent=2))
+    else:
+        _print_table(results)
+    faces = sum(len(r.faces) for r in results)
+    problems = sum(r.status != "ok" for r in results)
+    print(f"{len(results)} image(s), {faces} face(s), {problems} without a prediction", file=sys.stderr)
+    return 0
+
+
+def _print_table(results: list[ImageResult]) -> None:
+    print(f"{'file':40} {'status':22} {'face':>4} {'box':>22} {'age':>6} {'gender':>7} {'P(female)':>9}")
+    for result in results:
+        name = Path(result.file).name[-40:]
+        if not result.faces:
+            print(f"{name:40} {result.status[:60]}")
+        for number, face in enumerate(result.faces):
+            box = ",".join(str(v) for v in face["box"])
+            print(f"{name:40} {result.status:22} {number:>4} {box:>22} {face['age']:6.1f} {face['gender']:>7} "
+                  f"{face['p_female']:9.3f}")

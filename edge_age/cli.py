@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "pipeline": ("benchmark.pipeline", "train -> export -> benchmark the three models (reuses finished stages)"),
     "benchmark": ("benchmark.cli", "accuracy, latency, size and FLOPs of every exported variant; the seeds' claims judged"),
     "predict": ("edge_age.predict", "age and gender of every face in photos, with a checkpoint, .onnx or .tflite file"),
+    "face-benchmark": ("benchmark.face_alignment", "dlib's detection rate, time per image and crop overlap on real UTKFace chips"),
     "evaluate": ("edge_age.evaluate", "a model file on any labelled set (UTKFace names or a CSV), optionally aligned by dlib"),
 }
 

@@ -95,3 +95,14 @@ def test_the_cnn_detector_and_68_landmarks_align_like_the_defaults(detectable):
 def test_unknown_detector_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown face detector 'yolo'"):
         FaceAligner(detector="yolo")
+
+
+def test_face_benchmark_writes_its_figures(utkface_dir, tmp_path):
+    from edge_age.cli import main
+
+    assert main(["face-benchmark", "--data", str(utkface_dir), "--count", "12", "--out", str(tmp_path / "faces")]) == 0
+    import json
+    result = json.loads((tmp_path / "faces.json").read_text())
+    assert result["n"] == 12 and 0 < result["found"] <= 12 and result["ms_median"] > 0
+    assert 0.5 < result["overlap_median"] <= 1.0
+    assert "faces found" in (tmp_path / "faces.md").read_text()

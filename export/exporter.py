@@ -99,8 +99,10 @@ def parity(runner, reference: tuple[np.ndarray, np.ndarray], images: np.ndarray,
         "gender_accuracy_pytorch": float(((ref_gender > 0.5) == genders).mean()),
         "gender_accuracy_file": float(((gender > 0.5) == genders).mean()),
     }
-    result["mae_change_years"] = result["mae_file"] - result["mae_pytorch"]
-    result["gender_accuracy_change_points"] = 100 * (result["gender_accuracy_file"] - result["gender_accuracy_pytorch"])
+    # From counts, so that two flipped images in 200 are exactly 1.0 point, not 1.0000000000000009.
+    flipped_to_right = int(((gender > 0.5) == genders).sum()) - int(((ref_gender > 0.5) == genders).sum())
+    result["mae_change_years"] = round(result["mae_file"] - result["mae_pytorch"], 9)
+    result["gender_accuracy_change_points"] = 100.0 * flipped_to_right / len(images)
     limits = THRESHOLDS[threshold_kind(precision)]
     failures = []
     if "age_max_diff_years" in limits and not result["age_max_diff_years"] < limits["age_max_diff_years"]:

@@ -121,3 +121,24 @@ def test_re_export_removes_files_the_new_manifest_does_not_describe(trained_runs
     assert main([*common, "--precisions", "fp32"]) == 0
     assert not (out / "custom_cnn_fp16.onnx").exists() and (out / "custom_cnn_fp32.onnx").exists()
     assert [f["file"] for f in json.loads((out / "manifest.json").read_text())["files"]] == ["custom_cnn_fp32.onnx"]
+
+
+def test_int8_parity_at_exactly_the_threshold_passes():
+    """Two of 200 gender answers changing is exactly 1 point: at the limit, so pass (float rounding once failed it)."""
+    import numpy as np
+
+    from export.exporter import parity
+
+    rng = np.random.default_rng(0)
+    ages, genders = rng.integers(1, 90, 200), rng.integers(0, 2, 200)
+    ref_age, ref_gender = ages + rng.normal(0, 5, 200), np.where(genders == 1, 0.9, 0.1)
+    file_gender = ref_gender.copy()
+    wrong = np.flatnonzero(genders == 1)[:2]
+    file_gender[wrong] = 0.1  # two right answers turned wrong: -1.0 point
+    result = parity(lambda images: (ref_age + 0.1, file_gender), (ref_age, ref_gender), np.zeros((200, 3, 8, 8)),
+                    {"ages": ages, "genders": genders}, "int8")
+    assert result["gender_accuracy_change_points"] == -1.0 and result["status"] == "pass", result
+    file_gender[np.flatnonzero(genders == 1)[2]] = 0.1  # a third: -1.5 points
+    result = parity(lambda images: (ref_age, file_gender), (ref_age, ref_gender), np.zeros((200, 3, 8, 8)),
+                    {"ages": ages, "genders": genders}, "int8")
+    assert result["status"] == "fail" and "gender accuracy change -1.50 points" in result["reason"]

@@ -101,7 +101,7 @@ def parity(runner, reference: tuple[np.ndarray, np.ndarray], images: np.ndarray,
     }
     # From counts, so that two flipped images in 200 are exactly 1.0 point, not 1.0000000000000009.
     flipped_to_right = int(((gender > 0.5) == genders).sum()) - int(((ref_gender > 0.5) == genders).sum())
-    result["mae_change_years"] = round(result["mae_file"] - result["mae_pytorch"], 9)
+    result["mae_change_years"] = result["mae_file"] - result["mae_pytorch"]
     result["gender_accuracy_change_points"] = 100.0 * flipped_to_right / len(images)
     limits = THRESHOLDS[threshold_kind(precision)]
     failures = []

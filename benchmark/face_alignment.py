@@ -55,8 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if args.count <= 0:
         raise ValueError(f"--count must be positive, got {args.count}")
     labelled = scan_utkface(resolve_data_dir(args.data))
-    chosen = np.sort(np.random.default_rng(0).permutation(len(labelled))[:args.count])
-    paths = [labelled.paths[i] for i in chosen]
+    paths = labelled.sample(args.count).paths
     result = measure(FaceAligner(args.detector), paths)
     machine = describe_machine()
     stem = Path(args.out) if args.out else Path("benchmark/results/faces") / f"{machine_slug(machine)}-{args.detector}"

@@ -98,8 +98,8 @@ def split_images(exported: ExportedModel, data_flag: str | None, split_name: str
     config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
     data = load_labelled(resolve_run_data_dir(data_flag, config.get("data_root")))
     part = apply_split(data, load_split(run / "split.json"), split_name)
-    if limit and limit < len(part):  # a seeded sample: split files are in name order, i.e. youngest first
-        part = part.select(np.sort(np.random.default_rng(0).choice(len(part), size=limit, replace=False)))
+    if limit:
+        part = part.sample(limit)
     return decoded_cache(part, exported.manifest["input"]["size"], verbose=False)
 
 

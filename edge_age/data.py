@@ -43,6 +43,13 @@ class LabelledImages:
         indices = np.asarray(indices, dtype=np.int64)
         return LabelledImages(self.root, [self.files[i] for i in indices], self.ages[indices], self.genders[indices])
 
+    def sample(self, count: int, seed: int = 0) -> "LabelledImages":
+        """A seeded random ``count`` of the images (all when there are fewer), kept in file order. Files are in
+        name order, i.e. youngest first, so a plain head would not do."""
+        if count >= len(self):
+            return self
+        return self.select(np.sort(np.random.default_rng(seed).permutation(len(self))[:count]))
+
     @property
     def paths(self) -> list[Path]:
         return [self.root / f for f in self.files]
@@ -137,13 +144,13 @@ def resolve_data_dir(flag: str | Path | None = None) -> Path:
     )
 
 
-
 def resolve_run_data_dir(flag: str | Path | None, recorded: str | None) -> Path:
     """The data of a finished run: --data or $EDGE_AGE_DATA when given, else the folder the run recorded if it
     exists on this machine (a run trained elsewhere recorded that machine's path), else the default location."""
     if not flag and not os.environ.get("EDGE_AGE_DATA") and recorded and Path(recorded).is_dir():
         return Path(recorded).resolve()
     return resolve_data_dir(flag)
+
 
 # ---------------------------------------------------------------- splits
 

@@ -17,10 +17,10 @@ import numpy as np
 
 from edge_age.data import load_labelled
 from edge_age.faces import FaceAligner, largest
-from edge_age.images import ImageReadError, read_rgb, resize_square
+from edge_age.images import resize_square
 from edge_age.io import atomic_write_json
 from edge_age.metrics import summarize
-from edge_age.predict import add_face_arguments
+from edge_age.predict import add_face_arguments, find_faces
 from edge_age.runtimes import open_model_file
 
 BATCH = 64
@@ -33,8 +33,8 @@ def evaluate(model_path: str | Path, data_dir: str | Path, labels_csv: str | Pat
     from tqdm import tqdm
 
     labelled = load_labelled(data_dir, labels_csv)
-    if limit is not None and limit < len(labelled):
-        labelled = labelled.select(np.sort(np.random.default_rng(0).permutation(len(labelled))[:limit]))
+    if limit is not None:
+        labelled = labelled.sample(limit)
     model = open_model_file(model_path, threads)
     aligner = FaceAligner(detector, landmarks) if align else None
     records, pending = [], []  # pending: (record, chip pixels) waiting for a batch
@@ -50,20 +50,13 @@ def evaluate(model_path: str | Path, data_dir: str | Path, labels_csv: str | Pat
                                             desc="evaluate", unit="image", file=sys.stderr, disable=not progress or None):
         record = {"file": str(path.relative_to(labelled.root)), "true_age": int(true_age), "true_gender": int(true_gender)}
         records.append(record)
-        try:
-            image = read_rgb(path)
-        except ImageReadError as err:
-            record["status"] = f"unreadable: {str(err).removeprefix(f'{path}: ')}"
+        _, faces, record["status"] = find_faces(path, aligner)
+        face = largest(faces)
+        if face is None:
             continue
         if aligner is not None:
-            face = largest(aligner.find(image))
-            if face is None:
-                record["status"] = "no face"
-                continue
             record["box"] = list(face.box)
-            image = face.chip
-        record["status"] = "ok"
-        pending.append((record, resize_square(image, model.size)))
+        pending.append((record, resize_square(face.chip, model.size)))
         if len(pending) == BATCH:
             flush()
     flush()

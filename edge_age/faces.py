@@ -94,11 +94,12 @@ class FaceAligner:
 
     def find(self, image: Image.Image) -> list[Face]:
         """All faces, left to right. Large images are searched at DETECT_MAX_SIDE and cropped from the original."""
-        pixels = np.asarray(image.convert("RGB"))
+        image = _rgb(image)
+        pixels = np.asarray(image)
         longest = max(image.size)
         scale = min(1.0, DETECT_MAX_SIDE / longest)
         small = pixels if scale == 1.0 else np.asarray(
-            image.convert("RGB").resize((round(image.width * scale), round(image.height * scale)), Image.BILINEAR))
+            image.resize((round(image.width * scale), round(image.height * scale)), Image.BILINEAR))
         detections = self._detect(small, 0)
         if not detections and longest < UPSAMPLE_BELOW_SIDE:
             detections = self._detect(small, 1)
@@ -139,7 +140,7 @@ def align(image: Image.Image, landmarks: np.ndarray, size: int = CHIP_SIZE) -> t
     chip_to_image = alignment_transform(landmarks)
     per_pixel = chip_to_image.copy()
     per_pixel[:, :2] *= CHIP_SIZE / size
-    chip = image.convert("RGB").transform((size, size), Image.AFFINE, per_pixel.reshape(-1).tolist(),
+    chip = _rgb(image).transform((size, size), Image.AFFINE, per_pixel.reshape(-1).tolist(),
                                           resample=Image.BILINEAR, fillcolor=(0, 0, 0))
     return chip, chip_to_image
 
@@ -159,14 +160,21 @@ def chip_overlap(chip_to_image: np.ndarray, image_size: tuple[int, int], grid: i
 def measure_template(aligner: FaceAligner, chips: list[Image.Image]) -> tuple[np.ndarray, int]:
     """Median landmark positions over real 200x200 UTKFace chips (the largest face in each), and how many
     chips had a face: the numbers CHIP_TEMPLATE was set from."""
-    points = []
-    for chip in chips:
-        faces = aligner.find(chip)
-        if faces:
-            points.append(max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1])).landmarks)
+    points = [face.landmarks for face in map(largest, map(aligner.find, chips)) if face is not None]
     if not points:
         raise ValueError("no face found in any chip")
     return np.median(np.array(points), axis=0), len(points)
+
+
+def whole_image_face(image: Image.Image) -> Face:
+    """The image itself as the face chip, for inputs that are already aligned crops."""
+    width, height = image.size
+    return Face(box=(0, 0, width, height), score=float("nan"), landmarks=np.zeros((0, 2)), chip=image,
+                chip_to_image=np.array([[width / CHIP_SIZE, 0, 0], [0, height / CHIP_SIZE, 0]]))
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def largest(faces: list[Face]) -> Face | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from edge_age.faces import CHIP_SIZE, DETECTORS, Face, FaceAligner
+from edge_age.faces import DETECTORS, Face, FaceAligner, whole_image_face
 from edge_age.images import ImageReadError, read_rgb, resize_square
 from edge_age.runtimes import ModelFile, open_model_file
 
@@ -34,7 +34,6 @@ class ImageResult:
     file: str
     status: str = "ok"
     faces: list[dict] = field(default_factory=list)
-    found: list[Face] = field(default_factory=list, repr=False)
     image: Image.Image | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
@@ -54,31 +53,27 @@ def list_images(target: str | Path) -> list[Path]:
     return files
 
 
-def whole_image_face(image: Image.Image) -> Face:
-    """The image itself as the face chip, for inputs that are already aligned crops (--chip)."""
-    width, height = image.size
-    return Face(box=(0, 0, width, height), score=float("nan"), landmarks=np.zeros((0, 2)), chip=image,
-                chip_to_image=np.array([[width / CHIP_SIZE, 0, 0], [0, height / CHIP_SIZE, 0]]))
+def find_faces(path: Path, aligner: FaceAligner | None) -> tuple[Image.Image | None, list[Face], str]:
+    """Read one image and find its faces (the whole image when aligner is None): (image, faces, status), the
+    status being ok, no face, or unreadable with the reason. Shared by predict and evaluate."""
+    try:
+        image = read_rgb(path)
+    except ImageReadError as err:
+        return None, [], f"unreadable: {str(err).removeprefix(f'{path}: ')}"
+    faces = [whole_image_face(image)] if aligner is None else aligner.find(image)
+    return image, faces, "ok" if faces else "no face"
 
 
 def analyse_image(path: Path, model: ModelFile, aligner: FaceAligner | None, keep_image: bool = False) -> ImageResult:
     """Read one image, find its faces (or take it whole when aligner is None) and predict each face."""
-    result = ImageResult(str(path))
-    try:
-        image = read_rgb(path)
-    except ImageReadError as err:
-        result.status = f"unreadable: {str(err).removeprefix(f'{path}: ')}"
-        return result
-    faces = [whole_image_face(image)] if aligner is None else aligner.find(image)
-    if not faces:
-        result.status = "no face"
-    else:
+    image, faces, status = find_faces(path, aligner)
+    result = ImageResult(str(path), status)
+    if faces:
         pixels = np.stack([resize_square(face.chip, model.size) for face in faces])
         ages, female = model.predict(pixels)
         for face, age, p_female in zip(faces, ages, female):
             result.faces.append({**face.to_dict(), "age": round(float(age), 2),
                                  "gender": "female" if p_female > 0.5 else "male", "p_female": round(float(p_female), 4)})
-        result.found = faces
     if keep_image:
         result.image = image
     return result

@@ -96,13 +96,13 @@ def parity(runner, reference: tuple[np.ndarray, np.ndarray], images: np.ndarray,
         "gender_prob_mean_diff": float(np.abs(gender - ref_gender).mean()),
         "mae_pytorch": float(np.abs(ref_age - ages).mean()),
         "mae_file": float(np.abs(age - ages).mean()),
-        "gender_accuracy_pytorch": float(((ref_gender > 0.5) == genders).mean()),
-        "gender_accuracy_file": float(((gender > 0.5) == genders).mean()),
     }
     # From counts, so that two flipped images in 200 are exactly 1.0 point, not 1.0000000000000009.
-    flipped_to_right = int(((gender > 0.5) == genders).sum()) - int(((ref_gender > 0.5) == genders).sum())
+    right_pytorch, right_file = int(((ref_gender > 0.5) == genders).sum()), int(((gender > 0.5) == genders).sum())
+    result["gender_accuracy_pytorch"] = right_pytorch / len(images)
+    result["gender_accuracy_file"] = right_file / len(images)
     result["mae_change_years"] = result["mae_file"] - result["mae_pytorch"]
-    result["gender_accuracy_change_points"] = 100.0 * flipped_to_right / len(images)
+    result["gender_accuracy_change_points"] = 100.0 * (right_file - right_pytorch) / len(images)
     limits = THRESHOLDS[threshold_kind(precision)]
     failures = []
     if "age_max_diff_years" in limits and not result["age_max_diff_years"] < limits["age_max_diff_years"]:

@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "benchmark": ("benchmark.cli", "accuracy, latency, size and FLOPs of every exported variant; the seeds' claims judged"),
     "predict": ("edge_age.predict", "age and gender of every face in photos, with a checkpoint, .onnx or .tflite file"),
     "face-benchmark": ("benchmark.face_alignment", "dlib's detection rate, time per image and crop overlap on real UTKFace chips"),
+    "android": ("edge_age.android", "install an export into the Android demo, check it, write the Java core's golden vectors"),
     "evaluate": ("edge_age.evaluate", "a model file on any labelled set (UTKFace names or a CSV), optionally aligned by dlib"),
 }
 

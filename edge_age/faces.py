@@ -23,6 +23,9 @@ CHIP_SIZE = 200
 # right, outer and inner corner of the eye on its left, bottom of the nose. Median over 100 real chips
 # (spread 3-5 px); re-measure with measure_template().
 CHIP_TEMPLATE = np.array([[154.0, 61.0], [122.0, 63.0], [41.0, 61.0], [74.0, 63.0], [98.0, 117.0]])
+# Where the eye centres fall in the chip (means of the corner pairs): (image-left eye, image-right eye). The
+# phone demo aligns from two eye points (ML Kit gives no eye corners) with eye_alignment_transform.
+EYE_TEMPLATE = np.array([CHIP_TEMPLATE[2:4].mean(axis=0), CHIP_TEMPLATE[0:2].mean(axis=0)])
 # The 68-point model's points that correspond to the 5-point model's, so either model aligns the same way.
 FIVE_FROM_68 = [45, 42, 36, 39, 33]
 # Detection runs on a copy whose longest side is at most this; landmarks and the crop use the original.
@@ -121,7 +124,7 @@ def alignment_transform(landmarks: np.ndarray, template: np.ndarray = CHIP_TEMPL
     """2 x 3 affine taking chip pixels to image pixels: the rotation levels the eye line, the scale and shift
     fit the landmarks to the template in the least-squares sense."""
     landmarks = np.asarray(landmarks, dtype=np.float64)
-    eye_right, eye_left = landmarks[0:2].mean(axis=0), landmarks[2:4].mean(axis=0)  # as seen in the image
+    eye_left, eye_right = eye_centres(landmarks)  # as seen in the image
     dx, dy = eye_right - eye_left
     angle = np.arctan2(dy, dx)  # the eye line's tilt in the image
     cos, sin = np.cos(angle), np.sin(angle)
@@ -133,6 +136,23 @@ def alignment_transform(landmarks: np.ndarray, template: np.ndarray = CHIP_TEMPL
     linear = rotation * scale
     shift = landmarks.mean(axis=0) - linear @ template.mean(axis=0)
     return np.hstack([linear, shift[:, None]])
+
+
+def eye_alignment_transform(eye_left: np.ndarray, eye_right: np.ndarray) -> np.ndarray:
+    """2 x 3 affine taking chip pixels to image pixels from the two eye centres alone (the eye on the image's
+    left, then the one on its right): the similarity that puts them on EYE_TEMPLATE exactly. It is what the
+    Android demo computes from ML Kit's eye points (android_demo/core, FaceCrop.java)."""
+    (lx, ly), (rx, ry) = np.asarray(eye_left, np.float64), np.asarray(eye_right, np.float64)
+    (tlx, tly), (trx, _) = EYE_TEMPLATE
+    cos_scale, sin_scale = (rx - lx) / (trx - tlx), (ry - ly) / (trx - tlx)  # the template's eye line is level
+    shift = (lx - (cos_scale * tlx - sin_scale * tly), ly - (sin_scale * tlx + cos_scale * tly))
+    return np.array([[cos_scale, -sin_scale, shift[0]], [sin_scale, cos_scale, shift[1]]])
+
+
+def eye_centres(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(image-left eye, image-right eye) centres from 5 landmarks in CHIP_TEMPLATE's order."""
+    landmarks = np.asarray(landmarks, np.float64)
+    return landmarks[2:4].mean(axis=0), landmarks[0:2].mean(axis=0)
 
 
 def align(image: Image.Image, landmarks: np.ndarray, size: int = CHIP_SIZE) -> tuple[Image.Image, np.ndarray]:

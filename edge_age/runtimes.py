@@ -94,26 +94,32 @@ class TFLiteRunner(Runner):
         shape = self.input["shape"]
         self.channels_last = shape[-1] == 3
 
-    def _quantize(self, x: np.ndarray) -> np.ndarray:
+    def quantize_input(self, x: np.ndarray) -> np.ndarray:
+        """Float NHWC input -> the file's input dtype (int8 files: round(x / scale + zero_point), clipped)."""
         scale, zero = self.input["quantization"]
         if self.input["dtype"] in (np.int8, np.uint8) and scale:
             info = np.iinfo(self.input["dtype"])
             return np.clip(np.round(x / scale + zero), info.min, info.max).astype(self.input["dtype"])
         return x.astype(self.input["dtype"])
 
-    def _dequantize(self, detail, value: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def dequantize(detail, value: np.ndarray) -> np.ndarray:
         scale, zero = detail["quantization"]
         if detail["dtype"] in (np.int8, np.uint8) and scale:
             return (value.astype(np.float32) - zero) * scale
         return value.astype(np.float32)
 
+    def run_raw(self, tensor: np.ndarray) -> list[np.ndarray]:
+        """One invocation on an input already in the file's dtype; the outputs as stored (age, gender)."""
+        self.interpreter.set_tensor(self.input["index"], np.ascontiguousarray(tensor))
+        self.interpreter.invoke()
+        return [self.interpreter.get_tensor(d["index"]).copy() for d in self.outputs]
+
     def __call__(self, images_nchw):
         ages, genders = [], []
         for image in images_nchw:
             x = image.transpose(1, 2, 0)[None] if self.channels_last else image[None]
-            self.interpreter.set_tensor(self.input["index"], self._quantize(np.ascontiguousarray(x)))
-            self.interpreter.invoke()
-            age, gender = (self._dequantize(d, self.interpreter.get_tensor(d["index"])) for d in self.outputs)
+            age, gender = (self.dequantize(d, v) for d, v in zip(self.outputs, self.run_raw(self.quantize_input(x))))
             ages.append(age.reshape(-1)[0])
             genders.append(gender.reshape(-1)[0])
         return np.array(ages, np.float32), np.array(genders, np.float32)

@@ -1,0 +1,302 @@
+"""The Android demo's Python side: put an export's TFLite files into the app, check that the app's files agree
+with each other, and write the golden vectors the app's Java core is tested against.
+
+The phone crops a face almost as ``edge-age predict`` does. ML Kit gives two eye points, not dlib's five
+landmarks, so the crop is the similarity that puts the eyes on ``faces.EYE_TEMPLATE``
+(``faces.eye_alignment_transform``), and the camera frame is warped straight to the model's input size in
+one bilinear pass instead of a 200 px chip resized. ``phone_pixels`` is that path in numpy, step for step what
+android_demo/core's FaceCrop.java does, so the golden vectors pin the Java to the Python and to LiteRT.
+
+    edge-age android install exports/published/custom_cnn-coursework-a   # files + manifest + golden vectors
+    edge-age android check                                               # assets, manifest, metadata, vectors agree
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from edge_age.faces import CHIP_SIZE, EYE_TEMPLATE, FaceAligner, eye_alignment_transform, eye_centres, largest
+from edge_age.images import read_rgb
+from edge_age.io import atomic_write_json, sha256_file
+from edge_age.runtimes import ModelFileError, TFLiteRunner, normalise_pixels, read_tflite_metadata
+
+DEMO = Path(__file__).resolve().parent.parent / "android_demo"
+DEFAULT_ASSETS = DEMO / "app" / "src" / "main" / "assets"
+DEFAULT_GOLDEN = DEMO / "core" / "src" / "test" / "resources" / "golden.json"
+# Real faces the committed vectors are made from (public domain; see android_demo/golden-images/README.md).
+DEFAULT_GOLDEN_IMAGES = DEMO / "golden-images"
+MANIFEST = "manifest.json"
+DEFAULT_PRECISIONS = ("fp16", "int8")
+# How closely a re-run of an asset must reproduce the raw outputs its golden vectors recorded.
+OUTPUT_TOLERANCE = 1e-4
+
+
+class AssetMismatch(ValueError):
+    """The app's model files, manifest, embedded metadata or golden vectors disagree."""
+
+
+def alignment_spec() -> dict:
+    """The crop convention the app reads from its manifest (never hard-coded in the app)."""
+    return {
+        "method": "similarity from two eye centres (image-left eye, image-right eye) onto eye_template",
+        "chip_size": CHIP_SIZE,
+        "eye_template": EYE_TEMPLATE.tolist(),
+        "coordinates": "continuous pixels: pixel k covers [k, k+1); output pixel centres sampled bilinearly",
+        "outside": "black",
+    }
+
+
+def phone_pixels(rgb: np.ndarray, chip_to_image: np.ndarray, size: int) -> np.ndarray:
+    """uint8 H x W x 3 -> float32 size x size x 3 in 0..255: each output pixel's centre, scaled to the
+    CHIP_SIZE chip, is mapped into the image and sampled bilinearly; outside the image is black. Float64
+    arithmetic in the same order as FaceCrop.java, so both give the same numbers."""
+    height, width = rgb.shape[:2]
+    steps = (np.arange(size) + 0.5) * (CHIP_SIZE / size)
+    chip_x, chip_y = np.meshgrid(steps, steps)
+    (a, b, c), (d, e, f) = chip_to_image
+    x = a * chip_x + b * chip_y + c - 0.5  # to pixel-index coordinates (pixel k's centre is k)
+    y = d * chip_x + e * chip_y + f - 0.5
+    x0, y0 = np.floor(x), np.floor(y)
+    fx, fy = (x - x0)[..., None], (y - y0)[..., None]
+
+    def tap(row, col):
+        inside = (col >= 0) & (col < width) & (row >= 0) & (row < height)
+        values = rgb[np.clip(row, 0, height - 1).astype(int), np.clip(col, 0, width - 1).astype(int)]
+        return np.where(inside[..., None], values.astype(np.float64), 0.0)
+
+    top = tap(y0, x0) * (1 - fx) + tap(y0, x0 + 1) * fx
+    bottom = tap(y0 + 1, x0) * (1 - fx) + tap(y0 + 1, x0 + 1) * fx
+    return (top * (1 - fy) + bottom * fy).astype(np.float32)
+
+
+def phone_input(rgb: np.ndarray, eye_left, eye_right, input_spec: dict) -> np.ndarray:
+    """The float32 NHWC tensor (1 x size x size x 3) the app feeds a float model for this face."""
+    pixels = phone_pixels(rgb, eye_alignment_transform(eye_left, eye_right), int(input_spec["size"]))
+    return normalise_pixels(pixels[None], input_spec["mean"], input_spec["std"]).transpose(0, 2, 3, 1).copy()
+
+
+# ---------------------------------------------------------------- installing an export into the app
+
+
+def install(export_dir: Path, assets: Path = DEFAULT_ASSETS, precisions=DEFAULT_PRECISIONS,
+            golden: Path | None = DEFAULT_GOLDEN, golden_images: list[Path] | None = None) -> dict:
+    """Copy the export's TFLite files of ``precisions`` and an app manifest into ``assets``, check them, and
+    rewrite the golden vectors. Only files whose parity check passed are installed."""
+    export_dir, assets = Path(export_dir), Path(assets)
+    source_manifest_path = export_dir / MANIFEST
+    if not source_manifest_path.is_file():
+        raise FileNotFoundError(f"{source_manifest_path}: no export manifest; run `edge-age export` first")
+    source = json.loads(source_manifest_path.read_text())
+    chosen = []
+    for precision in precisions:
+        entry = next((e for e in source["files"] if e["format"] == "tflite" and e["precision"] == precision), None)
+        if entry is None:
+            raise ValueError(f"{export_dir} has no TFLite {precision} file; it has "
+                             f"{', '.join(e['file'] for e in source['files'] if e['format'] == 'tflite') or 'none'}")
+        if entry["status"] != "pass":
+            raise ValueError(f"{entry['file']} failed its parity check ({entry.get('reason', entry['status'])}); "
+                             "choose other --precisions (e.g. fp16,int8-dynamic)")
+        chosen.append(entry)
+
+    assets.mkdir(parents=True, exist_ok=True)
+    old_manifest = assets / MANIFEST
+    if old_manifest.is_file():  # remove what an earlier install put there, nothing else
+        for entry in json.loads(old_manifest.read_text()).get("files", []):
+            (assets / entry["file"]).unlink(missing_ok=True)
+    files = []
+    for entry in chosen:
+        target = assets / entry["file"]
+        partial = assets / f".{target.name}.partial"
+        shutil.copyfile(export_dir / entry["file"], partial)
+        partial.replace(target)
+        files.append(_describe_asset(target, entry))
+    manifest = {
+        "format": "edge-age-android/1",
+        "model": source["model"],
+        "input": source["input"],
+        "outputs": source["outputs"],
+        "alignment": alignment_spec(),
+        "source": {**source["source"], "export": str(export_dir), "export_created": source.get("created")},
+        "files": files,
+    }
+    atomic_write_json(old_manifest, manifest)
+    check_assets(assets)
+    if golden is not None:
+        write_golden(assets, golden, golden_images or sorted(DEFAULT_GOLDEN_IMAGES.glob("*.png")))
+    return manifest
+
+
+def _describe_asset(path: Path, export_entry: dict) -> dict:
+    runner = TFLiteRunner(path)
+    scale, zero = runner.input["quantization"]
+    return {
+        "file": path.name,
+        "precision": export_entry["precision"],
+        "bytes": path.stat().st_size,
+        "sha256": sha256_file(path),
+        "input_dtype": np.dtype(runner.input["dtype"]).name,
+        "input_shape": [int(v) for v in runner.input["shape"]],
+        "input_quantization": {"scale": float(scale), "zero_point": int(zero)} if scale else None,
+        "parity": export_entry.get("parity", {}),
+    }
+
+
+def check_assets(assets: Path = DEFAULT_ASSETS) -> dict:
+    """Raise AssetMismatch unless every file the app manifest lists is there with its hash, its TFLite input is
+    1 x size x size x 3 of the listed dtype, it has the two outputs, and its embedded edge-age metadata
+    says the same input size, normalisation, channel order and outputs as the manifest."""
+    assets = Path(assets)
+    manifest_path = assets / MANIFEST
+    if not manifest_path.is_file():
+        raise AssetMismatch(f"{manifest_path}: missing; install a model with `edge-age android install EXPORT_DIR`")
+    manifest = json.loads(manifest_path.read_text())
+    problems = []
+    size = int(manifest["input"]["size"])
+    for entry in manifest["files"]:
+        path = assets / entry["file"]
+        if not path.is_file():
+            problems.append(f"{entry['file']}: listed in the manifest but missing")
+            continue
+        if sha256_file(path) != entry["sha256"]:
+            problems.append(f"{entry['file']}: sha256 differs from the manifest (file replaced without reinstalling?)")
+        try:
+            actual = _describe_asset(path, entry)
+        except ModelFileError as err:
+            problems.append(str(err))
+            continue
+        if actual["input_shape"] != [1, size, size, 3]:
+            problems.append(f"{entry['file']}: input shape {actual['input_shape']}, manifest size {size} (NHWC)")
+        for key in ("input_dtype", "input_quantization"):
+            if actual[key] != entry[key]:
+                problems.append(f"{entry['file']}: {key} is {actual[key]}, the manifest says {entry[key]}")
+        embedded = read_tflite_metadata(path).get("edge_age")
+        if not embedded:
+            problems.append(f"{entry['file']}: carries no edge_age metadata")
+            continue
+        embedded = json.loads(embedded)
+        for key in ("size", "mean", "std", "channel_order"):
+            if embedded["input"].get(key) != manifest["input"].get(key):
+                problems.append(f"{entry['file']}: metadata input {key} {embedded['input'].get(key)} "
+                                f"!= manifest {manifest['input'].get(key)}")
+        if [o["name"] for o in embedded["outputs"]] != [o["name"] for o in manifest["outputs"]]:
+            problems.append(f"{entry['file']}: metadata outputs differ from the manifest's")
+    listed = {entry["file"] for entry in manifest["files"]}
+    problems += [f"{p.name}: in the assets but not in the manifest" for p in assets.glob("*.tflite") if p.name not in listed]
+    if problems:
+        raise AssetMismatch(f"{assets}: " + "; ".join(problems))
+    return manifest
+
+
+# ---------------------------------------------------------------- golden vectors
+
+
+def _b64(array: np.ndarray) -> str:
+    """Little-endian bytes of an array as base64 (how the golden vectors store pixels and tensors)."""
+    return base64.b64encode(np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()).decode()
+
+
+def golden_vectors(assets: Path, images: list[Path]) -> dict:
+    """For each real image (its largest dlib face): its RGB bytes and eye points; for each image and model
+    file: the input tensor the app must build, LiteRT's raw outputs for it, and the decoded age and P(female)."""
+    if not images:
+        raise ValueError("no images for the golden vectors")
+    manifest = check_assets(assets)
+    aligner = FaceAligner()
+    runners = {entry["file"]: TFLiteRunner(Path(assets) / entry["file"]) for entry in manifest["files"]}
+    faces, cases = [], []
+    for image_path in images:
+        image = read_rgb(image_path)
+        face = largest(aligner.find(image))
+        if face is None:
+            raise ValueError(f"{image_path}: dlib finds no face; golden vectors need real faces")
+        eye_left, eye_right = eye_centres(face.landmarks)
+        rgb = np.asarray(image, np.uint8)
+        faces.append({"image": Path(image_path).name, "width": rgb.shape[1], "height": rgb.shape[0],
+                      "rgb_base64": _b64(rgb), "eye_left": eye_left.tolist(), "eye_right": eye_right.tolist()})
+        float_input = phone_input(rgb, eye_left, eye_right, manifest["input"])
+        for file_name, runner in runners.items():
+            tensor = runner.quantize_input(float_input)
+            raw = runner.run_raw(tensor)
+            age, p_female = (float(runner.dequantize(d, v).reshape(-1)[0]) for d, v in zip(runner.outputs, raw))
+            cases.append({
+                "image": Path(image_path).name, "file": file_name,
+                "input_dtype": np.dtype(tensor.dtype).name, "input_base64": _b64(tensor),
+                "outputs": [{"name": d["name"], "dtype": np.dtype(d["dtype"]).name,
+                             "quantization": {"scale": float(d["quantization"][0]), "zero_point": int(d["quantization"][1])},
+                             "values": np.asarray(v, np.float64).reshape(-1).tolist()} for d, v in zip(runner.outputs, raw)],
+                "age": age, "p_female": p_female,
+            })
+    return {
+        "about": "Written by `edge-age android golden`: LiteRT (ai-edge-litert) run on the app's model files. The "
+                 "Java core must rebuild each case's input from its face's RGB bytes and eye points, and its age "
+                 "and p_female from the raw outputs.",
+        "manifest_sha256": sha256_file(Path(assets) / MANIFEST),
+        "files": {entry["file"]: entry["sha256"] for entry in manifest["files"]},
+        "faces": faces,
+        "cases": cases,
+    }
+
+
+def write_golden(assets: Path, out: Path, images: list[Path]) -> dict:
+    golden = golden_vectors(assets, images)
+    atomic_write_json(out, golden)
+    return golden
+
+
+def check_golden(assets: Path = DEFAULT_ASSETS, golden_path: Path = DEFAULT_GOLDEN) -> dict:
+    """Raise AssetMismatch unless the golden vectors were made from exactly these assets and LiteRT still gives
+    their recorded outputs for their recorded inputs."""
+    golden = json.loads(Path(golden_path).read_text())
+    manifest = check_assets(assets)
+    current = {entry["file"]: entry["sha256"] for entry in manifest["files"]}
+    if golden["files"] != current:
+        raise AssetMismatch(f"{golden_path} was made from other model files ({golden['files']}) than the assets "
+                            f"hold ({current}); regenerate: edge-age android golden")
+    for case in golden["cases"]:
+        runner = TFLiteRunner(Path(assets) / case["file"])
+        shape = runner.input["shape"]
+        tensor = np.frombuffer(base64.b64decode(case["input_base64"]), dtype=np.dtype(case["input_dtype"])).reshape(shape)
+        for recorded, value in zip(case["outputs"], runner.run_raw(tensor)):
+            drift = float(np.max(np.abs(np.asarray(value, np.float64).reshape(-1) - recorded["values"])))
+            if drift > OUTPUT_TOLERANCE:
+                raise AssetMismatch(f"{case['file']} on {case['image']}: output {recorded['name']} moved by {drift:.2g}")
+    return golden
+
+
+# ---------------------------------------------------------------- command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    install_parser = actions.add_parser("install", help="copy an export's TFLite files + manifest into the app, "
+                                                        "check them, rewrite the golden vectors")
+    install_parser.add_argument("export", type=Path, help="an export folder (with manifest.json)")
+    install_parser.add_argument("--precisions", default=",".join(DEFAULT_PRECISIONS),
+                                help="TFLite precisions to ship (default fp16,int8; fp32, int8-dynamic also exist)")
+    golden_parser = actions.add_parser("golden", help="rewrite the golden vectors from the installed files")
+    golden_parser.add_argument("--images", type=Path, nargs="+", help="real face photos (default android_demo/golden-images)")
+    actions.add_parser("check", help="assets, manifest, embedded metadata and golden vectors agree")
+    for sub in (install_parser, golden_parser, actions.choices["check"]):
+        sub.add_argument("--assets", type=Path, default=DEFAULT_ASSETS, help="the app's assets folder")
+        sub.add_argument("--golden", type=Path, default=DEFAULT_GOLDEN, help="the golden vectors file")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "install":
+        precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+        manifest = install(args.export, args.assets, precisions, args.golden)
+        for entry in manifest["files"]:
+            print(f"installed {args.assets / entry['file']} ({entry['bytes'] / 1e6:.2f} MB, input {entry['input_dtype']})")
+        print(f"manifest: {args.assets / MANIFEST}\ngolden vectors: {args.golden}")
+    elif args.action == "golden":
+        golden = write_golden(args.assets, args.golden, args.images or sorted(DEFAULT_GOLDEN_IMAGES.glob("*.png")))
+        print(f"{len(golden['cases'])} golden cases -> {args.golden}")
+    else:
+        check_golden(args.assets, args.golden)
+        print(f"{args.assets}: model files, manifest, metadata and {args.golden.name} agree")
+    return 0

@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parity-images", type=int, default=200, help="real test images for the parity check")
     parser.add_argument("--data", help="image folder (default: the run's data folder)")
     parser.add_argument("--out", help="export folder (default exports/RUN_NAME)")
+    parser.add_argument("--android", type=Path, metavar="ASSETS_DIR",
+                        help="then install the TFLite fp16 and int8 files into an Android app's assets, as "
+                             "`edge-age android install` does (e.g. android_demo/app/src/main/assets)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,4 +38,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"{entry['file']:<34} {mb:>7} {entry['status']:<13} {p.get('age_max_diff_years', float('nan')):>12.4f} "
               f"{p.get('mae_change_years', float('nan')):>+10.3f} {p.get('gender_accuracy_change_points', float('nan')):>+14.2f}")
     print(f"manifest: {out_dir / 'manifest.json'}")
+    if args.android:
+        from edge_age import android
+
+        demo_assets = args.android.resolve() == android.DEFAULT_ASSETS.resolve()
+        installed = android.install(out_dir, args.android, golden=android.DEFAULT_GOLDEN if demo_assets else None)
+        print(f"android: {', '.join(e['file'] for e in installed['files'])} -> {args.android}"
+              + (f" (golden vectors rewritten: {android.DEFAULT_GOLDEN})" if demo_assets else ""))
     return 0 if all(e["status"] in ("pass", "needs-macos") for e in manifest["files"]) else 1

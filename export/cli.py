@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parity-images", type=int, default=200, help="real test images for the parity check")
     parser.add_argument("--data", help="image folder (default: the run's data folder)")
     parser.add_argument("--out", help="export folder (default exports/RUN_NAME)")
+    parser.add_argument("--int8-outputs", action="store_true",
+                        help="give the full-integer TFLite file int8 outputs too (age in 0.5 y steps, P(female) in "
+                             "1/255 steps), for NPUs that take only integer tensors; default: float outputs")
     parser.add_argument("--android", type=Path, metavar="ASSETS_DIR",
                         help="then install the TFLite fp16 and int8 files into an Android app's assets, as "
                              "`edge-age android install` does (e.g. android_demo/app/src/main/assets)")
@@ -30,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     checkpoint, run_dir = resolve_checkpoint(args.run, args.checkpoint)
     out_dir = Path(args.out or Path("exports") / (run_dir.name if run_dir else checkpoint.stem))
     manifest = export_model(checkpoint, out_dir, args.formats, args.precisions, run_dir=run_dir, data=args.data,
-                            calib_images=args.calib_images, parity_images=args.parity_images)
+                            calib_images=args.calib_images, parity_images=args.parity_images,
+                            int8_outputs=args.int8_outputs)
     print(f"\n{'file':<34} {'MB':>7} {'status':<13} {'age max diff':>12} {'MAE change':>10} {'gender acc chg':>14}")
     for entry in manifest["files"]:
         p = entry.get("parity", {})

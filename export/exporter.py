@@ -145,8 +145,10 @@ def check_coreml(path: Path, precision: str, size: int) -> dict:
 
 
 def export_model(checkpoint: Path, out_dir: Path, formats: list[str], precisions: list[str], run_dir: Path | None = None,
-                 data: str | None = None, calib_images: int = 256, parity_images: int = 200) -> dict:
-    """Export every (format, precision) pair; returns the manifest (also written to out_dir/manifest.json)."""
+                 data: str | None = None, calib_images: int = 256, parity_images: int = 200,
+                 int8_outputs: bool = False) -> dict:
+    """Export every (format, precision) pair; returns the manifest (also written to out_dir/manifest.json).
+    ``int8_outputs``: the full-integer TFLite file gets int8 output tensors as well as an int8 input."""
     for fmt in formats:
         if fmt not in EXPORTERS:
             raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(EXPORTERS)}")
@@ -190,7 +192,8 @@ def export_model(checkpoint: Path, out_dir: Path, formats: list[str], precisions
             started = time.perf_counter()
             tmp_path, final_path = partial / name, out_dir / name
             try:
-                EXPORTERS[fmt](model, precision, calibration, tmp_path, embedded)
+                options = {"int8_outputs": int8_outputs} if fmt == "tflite" else {}
+                EXPORTERS[fmt](model, precision, calibration, tmp_path, embedded, **options)
             except Exception as err:  # one failing variant must not stop the others
                 _remove(tmp_path)
                 entry.update(status="export-failed", reason=f"{type(err).__name__}: {str(err).strip()[:400]}")
@@ -209,10 +212,10 @@ def export_model(checkpoint: Path, out_dir: Path, formats: list[str], precisions
                     entry.update(check_coreml(final_path, precision, spec.size))
                 else:
                     runner = open_runner(final_path)
-                    if fmt == "tflite":  # an app feeding an int8 input needs its scale and zero point
-                        scale, zero_point = runner.input["quantization"]
-                        entry["input_tensor"] = {"dtype": np.dtype(runner.input["dtype"]).name, "scale": float(scale),
-                                                 "zero_point": int(zero_point)}
+                    if fmt == "tflite":  # an app feeding or reading int8 tensors needs their scales and zero points
+                        entry["input_tensor"] = _tensor_spec(runner.input)
+                        entry["output_tensors"] = {name: _tensor_spec(detail)
+                                                   for name, detail in zip(OUTPUT_NAMES, runner.outputs)}
                     entry["parity"] = parity(runner, reference, parity_inputs, labels, precision)
                     entry.update(status=entry["parity"]["status"], reason=entry["parity"]["reason"])
             except Exception as err:
@@ -223,6 +226,11 @@ def export_model(checkpoint: Path, out_dir: Path, formats: list[str], precisions
     _remove_stale_files(out_dir, {entry["file"] for entry in manifest["files"]})
     atomic_write_json(out_dir / "manifest.json", manifest)
     return manifest
+
+
+def _tensor_spec(detail: dict) -> dict:
+    scale, zero_point = detail["quantization"]
+    return {"dtype": np.dtype(detail["dtype"]).name, "scale": float(scale), "zero_point": int(zero_point)}
 
 
 def _remove_stale_files(out_dir: Path, current: set[str]) -> None:

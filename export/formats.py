@@ -130,12 +130,15 @@ def _onnx_head_nodes(path: Path) -> list[str]:
 
 # ---------------------------------------------------------------- TFLite
 
-def export_tflite(model: AgeGenderModel, precision: str, calibration: np.ndarray, path: Path, metadata: dict) -> None:
+def export_tflite(model: AgeGenderModel, precision: str, calibration: np.ndarray, path: Path, metadata: dict,
+                  int8_outputs: bool = False) -> None:
+    """``int8_outputs``: the full-integer file's outputs become int8 too (for NPUs that take only integer
+    tensors); see INT8_OUTPUT_QUANTIZATION."""
     require("tflite", "litert_torch")
     size = model.input_spec.size
     sample = (torch.zeros(1, size, size, 3),)
     if precision == "int8":
-        _tflite_full_int8(model, calibration, path)
+        _tflite_full_int8(model, calibration, path, int8_outputs)
     else:
         _tflite_float_or_dynamic(model, precision, sample, path)
     embed_tflite_metadata(path, metadata)
@@ -195,11 +198,35 @@ _FP16_RECIPE = [{
 }]
 
 
-def _tflite_full_int8(model: AgeGenderModel, calibration: np.ndarray, path: Path) -> None:
+# Fixed int8 grids for the two outputs when an int8 file's outputs are int8 too: age in half years over
+# 0..127.5 (rounding moves an answer by at most 0.25 y), P(female) in steps of 1/255 over 0..1.
+INT8_OUTPUT_QUANTIZATION = {"age": (0.5, -128), "gender": (1 / 255, -128)}
+
+
+class Int8Outputs(nn.Module):
+    """Rounds each output onto its INT8_OUTPUT_QUANTIZATION grid (a quantize/dequantize pair); the converter
+    turns the pair at the end of the graph into an int8 output tensor with that scale and zero point."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        ops = torch.ops.quantized_decomposed
+        rounded = []
+        for name, value in zip(OUTPUT_NAMES, self.inner(x)):
+            scale, zero_point = INT8_OUTPUT_QUANTIZATION[name]
+            q = ops.quantize_per_tensor(value, scale, zero_point, -128, 127, torch.int8)
+            rounded.append(ops.dequantize_per_tensor(q, scale, zero_point, -128, 127, torch.int8))
+        return tuple(rounded)
+
+
+def _tflite_full_int8(model: AgeGenderModel, calibration: np.ndarray, path: Path, int8_outputs: bool = False) -> None:
     """Full-integer trunk through PT2E (calibrated on real images), float heads after it.
 
     LiteRT's int8 softmax and sigmoid demand an output scale of 1/256, which would wreck the 101-bin
     expectation and clip the regression output; the heads are a few thousand MACs, so they stay float.
+    With ``int8_outputs`` only their two final values are rounded to int8.
     """
     import litert_torch
     from litert_torch.quantize import pt2e_quantizer, quant_config
@@ -218,6 +245,8 @@ def _tflite_full_int8(model: AgeGenderModel, calibration: np.ndarray, path: Path
     trunk = quantize_pt2e.convert_pt2e(trunk, fold_quantize=False)
     torchao_pt2e.allow_exported_model_train_eval(trunk)  # the wrapper's .eval() must not fail on it
     combined = DeployModel(model, trunk=trunk).eval()
+    if int8_outputs:
+        combined = Int8Outputs(combined).eval()
     edge_model = litert_torch.convert(combined, sample, quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer))
     edge_model.export(str(path))
 

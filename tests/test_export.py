@@ -61,6 +61,28 @@ def test_every_format_and_precision_is_exported_and_checked(model, trained_runs,
     assert not (out / ".partial").exists()
 
 
+def test_int8_outputs_option_gives_an_all_integer_tflite_file(trained_runs, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from export.formats import INT8_OUTPUT_QUANTIZATION
+
+    out = tmp_path / "int8io"
+    main(["export", "--run", str(trained_runs["custom_cnn"]), "--out", str(out), "--formats", "tflite",
+          "--precisions", "int8", "--int8-outputs", "--calib-images", "16"])
+    entry = next(f for f in json.loads((out / "manifest.json").read_text())["files"] if f["precision"] == "int8")
+    interpreter = Interpreter(model_path=str(out / entry["file"]))
+    details = interpreter.get_input_details() + interpreter.get_output_details()
+    assert [d["dtype"].__name__ for d in details] == ["int8", "int8", "int8"]
+    for name in ("age", "gender"):
+        scale, zero_point = INT8_OUTPUT_QUANTIZATION[name]
+        assert entry["output_tensors"][name] == {"dtype": "int8", "scale": pytest.approx(scale), "zero_point": zero_point}
+    # read back through the runtime (dequantised), the file is still judged against PyTorch on real images
+    p = entry["parity"]
+    assert p["n"] == 18 and p["age_max_diff_years"] > 0
+    assert entry["status"] in ("pass", "fail") and (entry["status"] == "pass") == (entry["reason"] == "")
+    assert p["gender_prob_max_diff"] < 0.5
+
+
 def test_metadata_is_readable_back(trained_runs, tmp_path):
     import coremltools as ct
     import onnx

@@ -152,19 +152,24 @@ def normalise_pixels(pixels_nhwc: np.ndarray, mean, std) -> np.ndarray:
     return np.ascontiguousarray((x - mean) / std, dtype=np.float32)
 
 
-def read_tflite_metadata(path: str | Path) -> dict[str, str]:
-    """The named metadata buffers of a .tflite file, as text (binary ones skipped)."""
+def tflite_metadata_records(path: str | Path) -> dict[str, bytes]:
+    """Every named record in a .tflite file's metadata table, as bytes."""
     from ai_edge_litert import schema_py_generated as schema
 
     tflite_model = schema.ModelT.InitFromPackedBuf(Path(path).read_bytes(), 0)
+    return {entry.name.decode(): bytes(np.asarray(tflite_model.buffers[entry.buffer].data, dtype=np.uint8))
+            for entry in tflite_model.metadata or []}
+
+
+def read_tflite_metadata(path: str | Path) -> dict[str, str]:
+    """The text records of a .tflite file's metadata table (binary ones, like TFLITE_METADATA, skipped)."""
     found = {}
-    for entry in tflite_model.metadata or []:
-        data = tflite_model.buffers[entry.buffer].data
+    for name, data in tflite_metadata_records(path).items():
         try:
-            found[entry.name.decode()] = bytes(np.asarray(data, dtype=np.uint8)).decode("utf-8")
-        except (UnicodeDecodeError, TypeError):
+            found[name] = data.decode("utf-8")
+        except UnicodeDecodeError:
             continue
-    return found
+    return {name: text for name, text in found.items() if name != "TFLITE_METADATA"}
 
 
 def describe_model_file(path: Path, runner: Runner) -> dict:

@@ -146,11 +146,15 @@ def export_tflite(model: AgeGenderModel, precision: str, calibration: np.ndarray
 
 def embed_tflite_metadata(path: Path, metadata: dict) -> None:
     """Add each metadata entry as a named buffer in the model's ``metadata`` table, readable with any
-    flatbuffers TFLite reader (and by ``edge_age.runtimes.read_tflite_metadata``). The TFLite Support library's standard
-    TFLITE_METADATA record needs tflite-support, which does not install beside numpy 2: the app reads the
-    same facts from manifest.json."""
+    flatbuffers TFLite reader (and by ``edge_age.runtimes.read_tflite_metadata``), plus the standard
+    TFLITE_METADATA record built from the ``edge_age`` entry (export/tflite_metadata.py)."""
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
+
+    from export import tflite_metadata
+
+    records = {name: text.encode("utf-8") for name, text in metadata.items()}
+    records[tflite_metadata.RECORD_NAME] = tflite_metadata.build(json.loads(metadata["edge_age"]))
 
     raw = path.read_bytes()
     tflite_model = schema.ModelT.InitFromPackedBuf(raw, 0)
@@ -159,10 +163,10 @@ def embed_tflite_metadata(path: Path, metadata: dict) -> None:
         if buffer.offset > 1:
             buffer.data = np.frombuffer(raw[buffer.offset:buffer.offset + buffer.size], dtype=np.uint8)
             buffer.offset, buffer.size = 0, 0
-    tflite_model.metadata = [m for m in (tflite_model.metadata or []) if m.name.decode() not in metadata]
-    for name, text in metadata.items():
+    tflite_model.metadata = [m for m in (tflite_model.metadata or []) if m.name.decode() not in records]
+    for name, data in records.items():
         buffer = schema.BufferT()
-        buffer.data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+        buffer.data = np.frombuffer(data, dtype=np.uint8)
         tflite_model.buffers.append(buffer)
         entry = schema.MetadataT()
         entry.name = name

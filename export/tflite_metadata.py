@@ -1,0 +1,110 @@
+"""The standard TFLite Support metadata record (``TFLITE_METADATA``), which Android Studio's ML model binding and
+the TFLite Support / MediaPipe metadata readers look for: model name and description, the input as an RGB image
+with its normalisation, and a description and value range for each output.
+
+tflite-support, which writes it normally, does not install beside numpy 2, so this builds the same flatbuffer
+with the ``flatbuffers`` package (already a dependency of LiteRT). The field slots follow
+``metadata_schema.fbs`` (TFLite Support / MediaPipe, file identifier "M001"); a union field takes two slots, its
+type then its value. Only the tables written here are spelled out.
+"""
+from __future__ import annotations
+
+import flatbuffers
+import numpy as np
+
+RECORD_NAME = "TFLITE_METADATA"
+FILE_IDENTIFIER = b"M001"
+MIN_PARSER_VERSION = "1.0.0"
+# Union type codes from metadata_schema.fbs.
+CONTENT_FEATURE, CONTENT_IMAGE = 1, 2
+PROCESS_NORMALIZATION = 1
+COLOR_SPACE = {"RGB": 1, "GRAYSCALE": 2}
+# Output value ranges stated in the record (age: the span of UTKFace's labels).
+OUTPUT_RANGES = {"age": (0.0, 116.0), "gender": (0.0, 1.0)}
+
+
+def _strings(builder: flatbuffers.Builder, texts: list[str]) -> list[int]:
+    return [builder.CreateString(text) for text in texts]
+
+
+def _vector(builder: flatbuffers.Builder, offsets: list[int]) -> int:
+    builder.StartVector(4, len(offsets), 4)
+    for offset in reversed(offsets):
+        builder.PrependUOffsetTRelative(offset)
+    return builder.EndVector()
+
+
+def _floats(builder: flatbuffers.Builder, values) -> int:
+    return builder.CreateNumpyVector(np.asarray(values, dtype=np.float32))
+
+
+def _table(builder: flatbuffers.Builder, slots: int, fields: list[tuple[int, str, object]]) -> int:
+    """A table whose fields are (slot, kind, value) with kind 'offset', 'uint8' or 'uint32'."""
+    builder.StartObject(slots)
+    for slot, kind, value in fields:
+        if kind == "offset":
+            builder.PrependUOffsetTRelativeSlot(slot, value, 0)
+        elif kind == "uint8":
+            builder.PrependUint8Slot(slot, value, 0)
+        else:
+            builder.PrependUint32Slot(slot, value, 0)
+    return builder.EndObject()
+
+
+def _stats(builder, low: float, high: float) -> int:
+    maximum, minimum = _floats(builder, [high]), _floats(builder, [low])
+    return _table(builder, 2, [(0, "offset", maximum), (1, "offset", minimum)])
+
+
+def _tensor(builder, name: str, description: str, content: int, process_units: int | None, stats: int) -> int:
+    name_offset, description_offset = _strings(builder, [name, description])
+    fields = [(0, "offset", name_offset), (1, "offset", description_offset), (3, "offset", content), (5, "offset", stats)]
+    if process_units is not None:
+        fields.append((4, "offset", process_units))
+    return _table(builder, 7, fields)
+
+
+def build(info: dict) -> bytes:
+    """The record for a model described like the exporter's embedded ``edge_age`` entry (model, input, outputs)."""
+    spec = info["input"]
+    size = int(spec["size"])
+    # The record's normalisation works on 0..255 pixels: (p - mean) / std; ours is (p / 255 - m) / s.
+    mean = [255.0 * m for m in spec["mean"]]
+    std = [255.0 * s for s in spec["std"]]
+    builder = flatbuffers.Builder(1024)
+
+    image_size = _table(builder, 2, [(0, "uint32", size), (1, "uint32", size)])
+    image_properties = _table(builder, 2, [(0, "uint8", COLOR_SPACE[spec["channel_order"]]), (1, "offset", image_size)])
+    image_content = _table(builder, 3, [(0, "uint8", CONTENT_IMAGE), (1, "offset", image_properties)])
+    mean_vector, std_vector = _floats(builder, mean), _floats(builder, std)
+    normalization = _table(builder, 2, [(0, "offset", mean_vector), (1, "offset", std_vector)])
+    process_unit = _table(builder, 2, [(0, "uint8", PROCESS_NORMALIZATION), (1, "offset", normalization)])
+    process_units = _vector(builder, [process_unit])
+    low = min((0.0 - m) / s for m, s in zip(mean, std))
+    high = max((255.0 - m) / s for m, s in zip(mean, std))
+    input_tensor = _tensor(builder, "image", f"{spec['channel_order']} face crop, {size}x{size}, framed like a "
+                           "UTKFace aligned chip (eyes level); NHWC", image_content, process_units,
+                           _stats(builder, low, high))
+
+    outputs = []
+    for output in info["outputs"]:
+        feature = _table(builder, 0, [])
+        content = _table(builder, 3, [(0, "uint8", CONTENT_FEATURE), (1, "offset", feature)])
+        low, high = OUTPUT_RANGES.get(output["name"], (0.0, 0.0))
+        outputs.append(_tensor(builder, output["name"], output["meaning"], content, None, _stats(builder, low, high)))
+
+    inputs_vector, outputs_vector = _vector(builder, [input_tensor]), _vector(builder, outputs)
+    subgraph = _table(builder, 10, [(2, "offset", inputs_vector), (3, "offset", outputs_vector)])
+    subgraphs = _vector(builder, [subgraph])
+    model = info["model"]
+    name, description, version, license_text, parser = _strings(builder, [
+        model["name"],
+        f"edge-age {model['name']}: age in years and P(female) from one face crop. Trained on UTKFace.",
+        "edge-age-export/1",
+        "Weights trained on UTKFace: non-commercial research use only.",
+        MIN_PARSER_VERSION,
+    ])
+    root = _table(builder, 8, [(0, "offset", name), (1, "offset", description), (2, "offset", version),
+                               (3, "offset", subgraphs), (5, "offset", license_text), (7, "offset", parser)])
+    builder.Finish(root, file_identifier=FILE_IDENTIFIER)
+    return bytes(builder.Output())

@@ -23,7 +23,7 @@ import numpy as np
 from edge_age.faces import CHIP_SIZE, EYE_TEMPLATE, FaceAligner, eye_alignment_transform, eye_centres, largest
 from edge_age.images import read_rgb
 from edge_age.io import atomic_write_json, sha256_file
-from edge_age.runtimes import ModelFileError, TFLiteRunner, normalise_pixels, read_tflite_metadata
+from edge_age.runtimes import ModelFileError, TFLiteRunner, normalise_pixels, read_tflite_metadata, tflite_metadata_records
 
 DEMO = Path(__file__).resolve().parent.parent / "android_demo"
 DEFAULT_ASSETS = DEMO / "app" / "src" / "main" / "assets"
@@ -185,11 +185,31 @@ def check_assets(assets: Path = DEFAULT_ASSETS) -> dict:
                                 f"!= manifest {manifest['input'].get(key)}")
         if [o["name"] for o in embedded["outputs"]] != [o["name"] for o in manifest["outputs"]]:
             problems.append(f"{entry['file']}: metadata outputs differ from the manifest's")
+        problems += _standard_metadata_problems(path, manifest)
     listed = {entry["file"] for entry in manifest["files"]}
     problems += [f"{p.name}: in the assets but not in the manifest" for p in assets.glob("*.tflite") if p.name not in listed]
     if problems:
         raise AssetMismatch(f"{assets}: " + "; ".join(problems))
     return manifest
+
+
+def _standard_metadata_problems(path: Path, manifest: dict) -> list[str]:
+    """The TFLITE_METADATA record (what Android Studio's model binding reads) against the manifest."""
+    from export import tflite_metadata
+
+    record = tflite_metadata_records(path).get(tflite_metadata.RECORD_NAME)
+    if record is None:
+        return [f"{path.name}: no TFLITE_METADATA record (exported before edge-age wrote one: re-export it)"]
+    found = tflite_metadata.read(record)
+    spec = manifest["input"]
+    expected = {"size": int(spec["size"]), "mean": [255.0 * m for m in spec["mean"]],
+                "std": [255.0 * s for s in spec["std"]], "outputs": [o["name"] for o in manifest["outputs"]]}
+    problems = []
+    for key, value in expected.items():
+        same = np.allclose(found[key], value, rtol=1e-6) if key in ("mean", "std") else found[key] == value
+        if not same:
+            problems.append(f"{path.name}: TFLITE_METADATA {key} is {found[key]}, the manifest implies {value}")
+    return problems
 
 
 # ---------------------------------------------------------------- golden vectors

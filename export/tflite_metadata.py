@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import flatbuffers
 import numpy as np
+from flatbuffers import encode, number_types, table, util
 
 RECORD_NAME = "TFLITE_METADATA"
 FILE_IDENTIFIER = b"M001"
@@ -108,3 +109,42 @@ def build(info: dict) -> bytes:
                                (3, "offset", subgraphs), (5, "offset", license_text), (7, "offset", parser)])
     builder.Finish(root, file_identifier=FILE_IDENTIFIER)
     return bytes(builder.Output())
+
+
+def read(record: bytes) -> dict:
+    """The facts ``build`` writes, read back from a TFLITE_METADATA record: model name, input name, size,
+    normalisation (0..255 scale) and output names. Used to check a file's record against its manifest."""
+    data = bytearray(record)
+    if util.GetBufferIdentifier(data, 0) != FILE_IDENTIFIER:
+        raise ValueError("not a TFLite metadata record (file identifier is not M001)")
+
+    def offset(tab, slot):
+        return tab.Offset(4 + 2 * slot)
+
+    def child(tab, slot):
+        return table.Table(data, tab.Indirect(tab.Pos + offset(tab, slot)))
+
+    def element(tab, slot, index):
+        return table.Table(data, tab.Indirect(tab.Vector(offset(tab, slot)) + 4 * index))
+
+    def text(tab, slot):
+        return tab.String(tab.Pos + offset(tab, slot)).decode()
+
+    def floats(tab, slot):
+        start = tab.Vector(offset(tab, slot))
+        return [encode.Get(number_types.Float32Flags.packer_type, data, start + 4 * i)
+                for i in range(tab.VectorLen(offset(tab, slot)))]
+
+    root = table.Table(data, encode.Get(number_types.UOffsetTFlags.packer_type, data, 0))
+    subgraph = element(root, 3, 0)
+    image_input = element(subgraph, 2, 0)
+    image_size = child(child(child(image_input, 3), 1), 1)  # content -> ImageProperties -> default_size
+    normalization = child(element(image_input, 4, 0), 1)  # process_units[0] -> NormalizationOptions
+    return {
+        "name": text(root, 0),
+        "input": text(image_input, 0),
+        "size": image_size.Get(number_types.Uint32Flags, image_size.Pos + offset(image_size, 0)),
+        "mean": floats(normalization, 0),
+        "std": floats(normalization, 1),
+        "outputs": [text(element(subgraph, 3, i), 0) for i in range(subgraph.VectorLen(offset(subgraph, 3)))],
+    }

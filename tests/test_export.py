@@ -8,7 +8,8 @@ import torch
 from edge_age.cli import main
 from edge_age.io import sha256_file
 from export.exporter import THRESHOLDS
-from edge_age.runtimes import read_tflite_metadata
+from edge_age.runtimes import read_tflite_metadata, tflite_metadata_records
+from export import tflite_metadata
 
 TINY = {"custom_cnn": [], "vgg16_transfer": ["--subset", "60"], "ma_sfv2": ["--width", "0.5"]}
 
@@ -61,42 +62,6 @@ def test_every_format_and_precision_is_exported_and_checked(model, trained_runs,
     assert not (out / ".partial").exists()
 
 
-def standard_tflite_metadata(path) -> dict:
-    """Read back the TFLITE_METADATA record (metadata_schema.fbs slots; a union takes two: type, value)."""
-    from flatbuffers import encode, number_types, table, util
-
-    from edge_age.runtimes import tflite_metadata_records
-
-    data = bytearray(tflite_metadata_records(path)["TFLITE_METADATA"])
-    assert util.GetBufferIdentifier(data, 0) == b"M001"
-
-    def field(tab, slot):
-        return tab.Offset(4 + 2 * slot)
-
-    def child(tab, slot):
-        return table.Table(data, tab.Indirect(tab.Pos + field(tab, slot)))
-
-    def element(tab, slot, i):
-        start = tab.Vector(field(tab, slot))
-        return table.Table(data, tab.Indirect(start + 4 * i))
-
-    def floats(tab, slot):
-        start, count = tab.Vector(field(tab, slot)), tab.VectorLen(field(tab, slot))
-        return [encode.Get(number_types.Float32Flags.packer_type, data, start + 4 * i) for i in range(count)]
-
-    root = table.Table(data, encode.Get(number_types.UOffsetTFlags.packer_type, data, 0))
-    subgraph = element(root, 3, 0)
-    tensor = element(subgraph, 2, 0)
-    image = child(child(tensor, 3), 1)  # content -> ImageProperties
-    size = child(image, 1)
-    normalization = child(element(tensor, 4, 0), 1)
-    outputs = [element(subgraph, 3, i) for i in range(subgraph.VectorLen(field(subgraph, 3)))]
-    return {"name": root.String(root.Pos + field(root, 0)).decode(), "input": tensor.String(tensor.Pos + field(tensor, 0)).decode(),
-            "size": size.Get(number_types.Uint32Flags, size.Pos + field(size, 0)),
-            "mean": floats(normalization, 0), "std": floats(normalization, 1),
-            "outputs": [o.String(o.Pos + field(o, 0)).decode() for o in outputs]}
-
-
 def test_int8_outputs_option_gives_an_all_integer_tflite_file(trained_runs, tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
@@ -132,7 +97,8 @@ def test_metadata_is_readable_back(trained_runs, tmp_path):
     assert [o["name"] for o in embedded["outputs"]] == ["age", "gender"]
     tflite_meta = json.loads(read_tflite_metadata(out / "ma_sfv2_fp16.tflite")["edge_age"])
     assert tflite_meta == embedded  # the same facts in every format
-    assert standard_tflite_metadata(out / "ma_sfv2_fp16.tflite") == {
+    record = tflite_metadata_records(out / "ma_sfv2_fp16.tflite")["TFLITE_METADATA"]
+    assert tflite_metadata.read(record) == {
         "name": "ma_sfv2", "input": "image", "size": 32, "mean": pytest.approx([255 * m for m in embedded["input"]["mean"]]),
         "std": pytest.approx([255 * s for s in embedded["input"]["std"]]), "outputs": ["age", "gender"]}
     mlmodel = ct.models.MLModel(str(out / "ma_sfv2_fp16.mlpackage"), skip_model_load=True)

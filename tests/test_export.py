@@ -169,3 +169,21 @@ def test_int8_parity_at_exactly_the_threshold_passes():
     result = parity(lambda images: (ref_age, file_gender), (ref_age, ref_gender), np.zeros((200, 3, 8, 8)),
                     {"ages": ages, "genders": genders}, "int8")
     assert result["status"] == "fail" and "gender accuracy change -1.50 points" in result["reason"]
+
+
+def test_padded_channel_sum_is_the_concatenation():
+    """The join the full-int8 TFLite export swaps into MA-SFV2 (litert-torch clips concatenation inputs)."""
+    from export.formats import _int8_safe_channel_joins, padded_channel_sum
+    from edge_age.registry import create_model
+
+    parts = [torch.randn(2, c, 5, 5) for c in (3, 4, 1)]
+    assert torch.equal(padded_channel_sum(parts), torch.cat(parts, dim=1))
+    model = create_model("ma_sfv2", width=0.5, img_size=32).eval()
+    image = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        expected = model.forward_features(image)
+        with _int8_safe_channel_joins(model):
+            assert all(m.join_channels is padded_channel_sum for m in model.modules() if hasattr(m, "join_channels"))
+            swapped = model.forward_features(image)
+    torch.testing.assert_close(swapped, expected)
+    assert all(m.join_channels is not padded_channel_sum for m in model.modules() if hasattr(m, "join_channels"))

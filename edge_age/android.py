@@ -16,6 +16,7 @@ import argparse
 import base64
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -104,28 +105,29 @@ def install(export_dir: Path, assets: Path = DEFAULT_ASSETS, precisions=DEFAULT_
         chosen.append(entry)
 
     assets.mkdir(parents=True, exist_ok=True)
-    old_manifest = assets / MANIFEST
-    if old_manifest.is_file():  # remove what an earlier install put there, nothing else
-        for entry in json.loads(old_manifest.read_text()).get("files", []):
-            (assets / entry["file"]).unlink(missing_ok=True)
-    files = []
-    for entry in chosen:
-        target = assets / entry["file"]
-        partial = assets / f".{target.name}.partial"
-        shutil.copyfile(export_dir / entry["file"], partial)
-        partial.replace(target)
-        files.append(_describe_asset(target, entry))
-    manifest = {
-        "format": "edge-age-android/1",
-        "model": source["model"],
-        "input": source["input"],
-        "outputs": source["outputs"],
-        "alignment": alignment_spec(),
-        "source": {**source["source"], "export": str(export_dir), "export_created": source.get("created")},
-        "files": files,
-    }
-    atomic_write_json(old_manifest, manifest)
-    check_assets(assets)
+    # Stage beside the assets and check there first, so a refused export leaves the app's files as they were.
+    with tempfile.TemporaryDirectory(dir=assets, prefix=".staging-") as staging_dir:
+        staging = Path(staging_dir)
+        for entry in chosen:
+            shutil.copyfile(export_dir / entry["file"], staging / entry["file"])
+        manifest = {
+            "format": "edge-age-android/1",
+            "model": source["model"],
+            "input": source["input"],
+            "outputs": source["outputs"],
+            "alignment": alignment_spec(),
+            "source": {**source["source"], "export": str(export_dir), "export_created": source.get("created")},
+            "files": [_describe_asset(staging / entry["file"], entry) for entry in chosen],
+        }
+        atomic_write_json(staging / MANIFEST, manifest)
+        check_assets(staging)
+        old_manifest = assets / MANIFEST
+        if old_manifest.is_file():  # remove what an earlier install put there, nothing else
+            for entry in json.loads(old_manifest.read_text()).get("files", []):
+                (assets / entry["file"]).unlink(missing_ok=True)
+        for entry in chosen:
+            (staging / entry["file"]).replace(assets / entry["file"])
+        (staging / MANIFEST).replace(old_manifest)
     if golden is not None:
         write_golden(assets, golden, golden_images or sorted(DEFAULT_GOLDEN_IMAGES.glob("*.png")))
     return manifest

@@ -151,6 +151,15 @@ def test_install_refuses_failed_or_missing_variants_and_replaces_its_own_files(t
     with pytest.raises(ValueError, match="has no TFLite int8-dynamic file"):
         android.install(export, assets, ("int8-dynamic",), golden=None)
     android.install(export, assets, ("fp16", "int8"), golden=None)
+    before = {p.name: p.read_bytes() for p in assets.iterdir()}
+    manifest = json.loads((export / "manifest.json").read_text())
+    manifest["input"]["mean"] = [0.5, 0.5, 0.5]  # the files' own metadata says otherwise: refused, assets untouched
+    (export / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(android.AssetMismatch, match="metadata input mean"):
+        android.install(export, assets, ("fp16", "int8"), golden=None)
+    assert {p.name: p.read_bytes() for p in assets.iterdir()} == before
+    manifest["input"]["mean"] = shipped_manifest()["input"]["mean"]
+    (export / "manifest.json").write_text(json.dumps(manifest))
     (assets / "notes.txt").write_text("the user's own file")
     android.install(export, assets, ("int8",), golden=None)
     assert sorted(p.name for p in assets.iterdir()) == sorted(["manifest.json", "notes.txt"] + [

@@ -165,11 +165,13 @@ def read_tflite_metadata(path: str | Path) -> dict[str, str]:
     """The text records of a .tflite file's metadata table (binary ones, like TFLITE_METADATA, skipped)."""
     found = {}
     for name, data in tflite_metadata_records(path).items():
+        if name == "TFLITE_METADATA":
+            continue
         try:
             found[name] = data.decode("utf-8")
         except UnicodeDecodeError:
             continue
-    return {name: text for name, text in found.items() if name != "TFLITE_METADATA"}
+    return found
 
 
 def describe_model_file(path: Path, runner: Runner) -> dict:

@@ -229,7 +229,7 @@ class Int8Outputs(nn.Module):
 def padded_channel_sum(parts: list[torch.Tensor]) -> torch.Tensor:
     """The same tensor as concatenating ``parts`` along channels, built as zero-padded parts added together.
     litert-torch's full-int8 lowering gives a concatenation one input's scale and drops the other inputs'
-    requantisation, so their values are clipped (MA-SFV2's stage outputs lost up to a fifth of their range);
+    requantisation, so their values are clipped (an MA-SFV2 stage output lost about a sixth of its range);
     an int8 ADD requantises each input correctly."""
     total = sum(part.shape[1] for part in parts)
     joined, start = None, 0

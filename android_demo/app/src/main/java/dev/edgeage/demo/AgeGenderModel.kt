@@ -42,6 +42,9 @@ class AgeGenderModel(
     val accelerator: Accelerator
     private val outputOrder: IntArray
     private val outputBuffers: List<ByteBuffer>
+    // Allocated once: predict() runs for every face of every frame.
+    private val input: ByteBuffer = InputTensor.allocate(spec, file)
+    private val outputs: Map<Int, Any>
 
     init {
         val model = mapAsset(context, file.file)
@@ -72,15 +75,14 @@ class AgeGenderModel(
         outputBuffers = List(interpreter.outputTensorCount) {
             ByteBuffer.allocateDirect(interpreter.getOutputTensor(it).numBytes()).order(ByteOrder.nativeOrder())
         }
+        outputs = outputBuffers.withIndex().associate { (index, buffer) -> index to buffer }
     }
 
     /** Face pixels from FaceCrop (inputSize x inputSize x 3, 0..255) -> age and P(female). */
     fun predict(pixels: FloatArray): AgeGender {
-        val input = InputTensor.toBuffer(InputTensor.normalise(pixels, spec), file)
+        InputTensor.write(InputTensor.normalise(pixels, spec), file, input)
         outputBuffers.forEach { it.rewind() }
-        val outputs = HashMap<Int, Any>()
-        outputBuffers.forEachIndexed { index, buffer -> outputs[index] = buffer }
-        interpreter.runForMultipleInputsOutputs(arrayOf(input), outputs)
+        interpreter.runForMultipleInputsOutputs(arrayOf<Any>(input), outputs)
         val values = FloatArray(outputOrder.size) { k ->
             val index = outputOrder[k]
             val tensor = interpreter.getOutputTensor(index)

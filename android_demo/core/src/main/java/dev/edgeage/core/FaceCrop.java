@@ -39,8 +39,6 @@ public final class FaceCrop {
         double a = chipToImage[0], b = chipToImage[1], c = chipToImage[2];
         double d = chipToImage[3], e = chipToImage[4], f = chipToImage[5];
         float[] out = new float[size * size * 3];
-        double[] top = new double[3];
-        double[] bottom = new double[3];
         for (int row = 0; row < size; row++) {
             double chipY = (row + 0.5) * step;
             for (int col = 0; col < size; col++) {
@@ -53,14 +51,16 @@ public final class FaceCrop {
                 double fy = y - y0;
                 int ix = (int) x0;
                 int iy = (int) y0;
-                for (int ch = 0; ch < 3; ch++) {
-                    top[ch] = tap(argb, width, height, iy, ix, ch) * (1 - fx) + tap(argb, width, height, iy, ix + 1, ch) * fx;
-                    bottom[ch] = tap(argb, width, height, iy + 1, ix, ch) * (1 - fx)
-                            + tap(argb, width, height, iy + 1, ix + 1, ch) * fx;
-                }
+                int topLeft = pixel(argb, width, height, iy, ix);
+                int topRight = pixel(argb, width, height, iy, ix + 1);
+                int bottomLeft = pixel(argb, width, height, iy + 1, ix);
+                int bottomRight = pixel(argb, width, height, iy + 1, ix + 1);
                 int at = (row * size + col) * 3;
                 for (int ch = 0; ch < 3; ch++) {
-                    out[at + ch] = (float) (top[ch] * (1 - fy) + bottom[ch] * fy);
+                    int shift = 16 - 8 * ch; // channel 0 = R, 1 = G, 2 = B
+                    double top = ((topLeft >> shift) & 0xFF) * (1 - fx) + ((topRight >> shift) & 0xFF) * fx;
+                    double bottom = ((bottomLeft >> shift) & 0xFF) * (1 - fx) + ((bottomRight >> shift) & 0xFF) * fx;
+                    out[at + ch] = (float) (top * (1 - fy) + bottom * fy);
                 }
             }
         }
@@ -73,23 +73,8 @@ public final class FaceCrop {
         return warp(argb, width, height, chipToImage(leftX, leftY, rightX, rightY, spec), spec);
     }
 
-    /** The chip's four corners in the frame (x0, y0, ... x3, y3, clockwise from top left), for drawing. */
-    public static float[] corners(double[] chipToImage, ModelSpec spec) {
-        double s = spec.chipSize;
-        double[][] chip = {{0, 0}, {s, 0}, {s, s}, {0, s}};
-        float[] out = new float[8];
-        for (int i = 0; i < 4; i++) {
-            out[2 * i] = (float) (chipToImage[0] * chip[i][0] + chipToImage[1] * chip[i][1] + chipToImage[2]);
-            out[2 * i + 1] = (float) (chipToImage[3] * chip[i][0] + chipToImage[4] * chip[i][1] + chipToImage[5]);
-        }
-        return out;
-    }
-
-    private static double tap(int[] argb, int width, int height, int row, int col, int channel) {
-        if (col < 0 || col >= width || row < 0 || row >= height) {
-            return 0.0;
-        }
-        int pixel = argb[row * width + col];
-        return (pixel >> (16 - 8 * channel)) & 0xFF; // channel 0 = R, 1 = G, 2 = B
+    /** The ARGB pixel at (row, col), or black outside the frame. */
+    private static int pixel(int[] argb, int width, int height, int row, int col) {
+        return col < 0 || col >= width || row < 0 || row >= height ? 0 : argb[row * width + col];
     }
 }

@@ -42,16 +42,20 @@ public final class InputTensor {
         return out;
     }
 
-    /** The bytes to hand the interpreter for this file: float32 or int8, native byte order. */
-    public static ByteBuffer toBuffer(float[] normalised, ModelSpec.ModelFile file) {
+    /** A direct buffer the size of this file's input tensor (allocate once, then write() each face into it). */
+    public static ByteBuffer allocate(ModelSpec spec, ModelSpec.ModelFile file) {
+        int values = spec.inputSize * spec.inputSize * 3;
+        return ByteBuffer.allocateDirect(file.isInt8Input() ? values : values * 4).order(ByteOrder.nativeOrder());
+    }
+
+    /** Put normalised floats into the buffer as this file takes them (float32, or int8 quantised), rewound. */
+    public static void write(float[] normalised, ModelSpec.ModelFile file, ByteBuffer buffer) {
+        buffer.rewind();
         if (file.isInt8Input()) {
-            byte[] q = quantize(normalised, file.inputScale, file.inputZeroPoint);
-            ByteBuffer buffer = ByteBuffer.allocateDirect(q.length).order(ByteOrder.nativeOrder());
-            buffer.put(q).rewind();
-            return buffer;
+            buffer.put(quantize(normalised, file.inputScale, file.inputZeroPoint));
+        } else {
+            buffer.asFloatBuffer().put(normalised);
         }
-        ByteBuffer buffer = ByteBuffer.allocateDirect(normalised.length * 4).order(ByteOrder.nativeOrder());
-        buffer.asFloatBuffer().put(normalised);
-        return buffer;
+        buffer.rewind();
     }
 }

@@ -102,7 +102,8 @@ public class GoldenVectorsTest {
                 ByteBuffer.wrap(expected).order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(wanted);
                 assertArrayEquals(what + ": float input", wanted, normalised, 1e-5f);
             }
-            ByteBuffer buffer = InputTensor.toBuffer(normalised, file);
+            ByteBuffer buffer = InputTensor.allocate(spec, file);
+            InputTensor.write(normalised, file, buffer);
             assertEquals(what + ": buffer size", expected.length, buffer.capacity());
         }
     }

@@ -1,8 +1,9 @@
 """``edge-age pipeline``: train -> export -> benchmark for the three models, in one command.
 
 Each stage reuses what is already done: a finished run (test_metrics.json) is not retrained, an unfinished one
-(last.pt) resumes, and an export whose manifest already describes the run's current best.pt is not redone. So a
-killed pipeline picks up where it stopped when given the same command again.
+(last.pt) resumes, and an export whose manifest already describes the run's current best.pt and was made by the
+current exporter revision is not redone. So a killed pipeline picks up where it stopped when given the same
+command again.
 """
 from __future__ import annotations
 
@@ -92,11 +93,15 @@ def _train_stage(run_dir: Path, recipe: dict, args: argparse.Namespace) -> str:
 
 
 def _export_is_current(export_dir: Path, run_dir: Path) -> bool:
+    """The export describes the run's current best.pt and was made by this exporter revision."""
+    from export.exporter import EXPORTER_REVISION
+
     manifest_path = export_dir / "manifest.json"
     if not manifest_path.is_file():
         return False
     manifest = json.loads(manifest_path.read_text())
-    return manifest["source"].get("checkpoint_sha256") == sha256_file(run_dir / "best.pt")
+    return (manifest.get("exporter_revision") == EXPORTER_REVISION
+            and manifest["source"].get("checkpoint_sha256") == sha256_file(run_dir / "best.pt"))
 
 
 def run(args: argparse.Namespace) -> int:

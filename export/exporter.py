@@ -24,6 +24,9 @@ from edge_age.runtimes import open_runner
 from export.formats import EXPORTERS, EXTRA_FOR, OUTPUT_NAMES, PRECISIONS, SUFFIX, DeployModel
 
 MANIFEST_FORMAT = "edge-age-export/1"
+# Raised whenever a change alters what exported files contain, so `edge-age pipeline` redoes older exports.
+# 2: MA-SFV2's full-int8 TFLite channel joins as padded adds (concat fix), standard TFLite metadata.
+EXPORTER_REVISION = 2
 # Parity thresholds, the one place they are written. Float variants: the largest age difference from
 # PyTorch over the parity images. int8 variants: the change in age MAE and in gender accuracy.
 THRESHOLDS = {
@@ -164,6 +167,7 @@ def export_model(checkpoint: Path, out_dir: Path, formats: list[str], precisions
         reference = tuple(t.numpy() for t in DeployModel(model).eval()(torch.from_numpy(parity_inputs)))
     manifest = {
         "format": MANIFEST_FORMAT,
+        "exporter_revision": EXPORTER_REVISION,
         "model": payload["model"],
         "source": {"run": str(run_dir) if run_dir else None, "checkpoint": str(checkpoint),
                    "checkpoint_sha256": sha256_file(checkpoint), "epoch": payload.get("epoch")},

@@ -13,6 +13,7 @@ from edge_age.cli import main
 from edge_age.data import apply_split, decoded_cache, load_labelled, load_split
 from edge_age.inference import predict
 from edge_age.metrics import summarize
+from export.exporter import EXPORTER_REVISION
 
 TINY = ["--epochs", "1", "--subset", "60", "--img-size", "32", "--batch-size", "8", "--threads", "1", "--bench-runs", "10"]
 
@@ -86,6 +87,18 @@ def test_a_second_pipeline_run_reuses_training_and_exports(pipeline_dirs, capsys
     printed = capsys.readouterr().out
     assert re.search(r"ma_sfv2-quick +already trained \(.*\), already exported", printed), printed
     assert (best.stat().st_mtime_ns, manifest.stat().st_mtime_ns) == stamps
+
+
+def test_an_export_from_an_older_exporter_is_redone(pipeline_dirs, capsys):
+    """An export made before a fix to the exporter (an older revision) must not be reused with its old files."""
+    manifest_path = pipeline_dirs["exports"] / "custom_cnn-quick" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["exporter_revision"] == EXPORTER_REVISION
+    manifest["exporter_revision"] = EXPORTER_REVISION - 1
+    manifest_path.write_text(json.dumps(manifest))
+    assert main([*pipeline_dirs["args"], "--models", "custom_cnn"]) == 0
+    assert re.search(r"custom_cnn-quick +already trained \(.*\), exported", capsys.readouterr().out)
+    assert json.loads(manifest_path.read_text())["exporter_revision"] == EXPORTER_REVISION
 
 
 def test_a_broken_file_is_reported_and_the_others_still_measured(pipeline_dirs, tmp_path, capsys):

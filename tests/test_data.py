@@ -107,6 +107,14 @@ def test_cache_drops_corrupt_images_with_a_warning(utkface_all, tmp_path):
 
 def test_a_run_trained_elsewhere_falls_back_to_local_data(utkface_dir, tmp_path, monkeypatch):
     monkeypatch.delenv("EDGE_AGE_DATA", raising=False)
-    assert resolve_run_data_dir(None, str(tmp_path)) == tmp_path.resolve()  # recorded folder exists here
+    # A default location that exists wherever this clone sits: ../shared/data/utkface/images from the working folder.
+    (tmp_path / "shared" / "data" / "utkface" / "images").mkdir(parents=True)
+    (tmp_path / "clone").mkdir()
+    monkeypatch.chdir(tmp_path / "clone")
+    recorded = tmp_path / "recorded"
+    recorded.mkdir()
+    assert resolve_run_data_dir(None, str(recorded)) == recorded.resolve()  # recorded folder exists here
     assert resolve_run_data_dir(None, "/root/utk-on-another-machine") == resolve_data_dir(None)
-    assert resolve_run_data_dir(str(utkface_dir), str(tmp_path)) == utkface_dir.resolve()  # --data wins
+    assert resolve_run_data_dir(str(utkface_dir), str(recorded)) == utkface_dir.resolve()  # --data wins
+    monkeypatch.setenv("EDGE_AGE_DATA", str(utkface_dir))
+    assert resolve_run_data_dir(None, str(recorded)) == utkface_dir.resolve()  # and so does $EDGE_AGE_DATA

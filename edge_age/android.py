@@ -111,7 +111,7 @@ def install(export_dir: Path, assets: Path = DEFAULT_ASSETS, precisions=DEFAULT_
         for entry in chosen:
             shutil.copyfile(export_dir / entry["file"], staging / entry["file"])
         manifest = {
-            "format": "edge-age-android/1",
+            "format": "edge-age-android/2",
             "model": source["model"],
             "input": source["input"],
             "outputs": source["outputs"],
@@ -135,15 +135,13 @@ def install(export_dir: Path, assets: Path = DEFAULT_ASSETS, precisions=DEFAULT_
 
 def _describe_asset(path: Path, export_entry: dict) -> dict:
     runner = TFLiteRunner(path)
-    scale, zero = runner.input["quantization"]
     return {
         "file": path.name,
         "precision": export_entry["precision"],
         "bytes": path.stat().st_size,
         "sha256": sha256_file(path),
-        "input_dtype": np.dtype(runner.input["dtype"]).name,
         "input_shape": [int(v) for v in runner.input["shape"]],
-        "input_quantization": {"scale": float(scale), "zero_point": int(zero)} if scale else None,
+        **runner.tensor_specs(),  # the export manifest's shape: {dtype, scale, zero_point} per tensor
         "parity": export_entry.get("parity", {}),
     }
 
@@ -173,7 +171,7 @@ def check_assets(assets: Path = DEFAULT_ASSETS) -> dict:
             continue
         if actual["input_shape"] != [1, size, size, 3]:
             problems.append(f"{entry['file']}: input shape {actual['input_shape']}, manifest size {size} (NHWC)")
-        for key in ("input_dtype", "input_quantization"):
+        for key in ("input_tensor", "output_tensors"):
             if actual[key] != entry[key]:
                 problems.append(f"{entry['file']}: {key} is {actual[key]}, the manifest says {entry[key]}")
         embedded = read_tflite_metadata(path).get("edge_age")
@@ -307,7 +305,7 @@ def run(args: argparse.Namespace) -> int:
         precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
         manifest = install(args.export, args.assets, precisions, args.golden)
         for entry in manifest["files"]:
-            print(f"installed {args.assets / entry['file']} ({entry['bytes'] / 1e6:.2f} MB, input {entry['input_dtype']})")
+            print(f"installed {args.assets / entry['file']} ({entry['bytes'] / 1e6:.2f} MB, input {entry['input_tensor']['dtype']})")
         print(f"manifest: {args.assets / MANIFEST}\ngolden vectors: {args.golden}")
     elif args.action == "golden":
         golden = write_golden(args.assets, args.golden, args.images or sorted(DEFAULT_GOLDEN_IMAGES.glob("*.png")))

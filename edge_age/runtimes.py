@@ -12,6 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+# What every exported file returns, in this order (export.formats.DeployModel).
+OUTPUT_NAMES = ["age", "gender"]
+
 
 class ModelFileError(ValueError):
     """A model file is missing, of an unknown kind, truncated, or not what its name says."""
@@ -109,6 +112,12 @@ class TFLiteRunner(Runner):
             return (value.astype(np.float32) - zero) * scale
         return value.astype(np.float32)
 
+    def tensor_specs(self) -> dict:
+        """Each tensor's dtype, scale and zero point, as the export and app manifests record them: an app feeding
+        or reading int8 tensors needs them."""
+        return {"input_tensor": _tensor_spec(self.input),
+                "output_tensors": {name: _tensor_spec(d) for name, d in zip(OUTPUT_NAMES, self.outputs)}}
+
     def run_raw(self, tensor: np.ndarray) -> list[np.ndarray]:
         """One invocation on an input already in the file's dtype; the outputs as stored (age, gender)."""
         self.interpreter.set_tensor(self.input["index"], np.ascontiguousarray(tensor))
@@ -123,6 +132,11 @@ class TFLiteRunner(Runner):
             ages.append(age.reshape(-1)[0])
             genders.append(gender.reshape(-1)[0])
         return np.array(ages, np.float32), np.array(genders, np.float32)
+
+
+def _tensor_spec(detail: dict) -> dict:
+    scale, zero_point = detail["quantization"]
+    return {"dtype": np.dtype(detail["dtype"]).name, "scale": float(scale), "zero_point": int(zero_point)}
 
 
 RUNNERS = {".pt": TorchRunner, ".pth": TorchRunner, ".onnx": OnnxRunner, ".tflite": TFLiteRunner}

@@ -20,8 +20,8 @@ from edge_age.checkpoint import load_model
 from edge_age.data import apply_split, decoded_cache, load_labelled, load_split, resolve_run_data_dir
 from edge_age.io import atomic_write_json, sha256_file
 from edge_age.registry import OUTPUT_MEANINGS, AgeGenderModel
-from edge_age.runtimes import open_runner
-from export.formats import EXPORTERS, EXTRA_FOR, OUTPUT_NAMES, PRECISIONS, SUFFIX, DeployModel
+from edge_age.runtimes import OUTPUT_NAMES, open_runner
+from export.formats import EXPORTERS, EXTRA_FOR, PRECISIONS, SUFFIX, DeployModel
 
 MANIFEST_FORMAT = "edge-age-export/1"
 # Raised whenever a change alters what exported files contain, so `edge-age pipeline` redoes older exports.
@@ -216,10 +216,8 @@ def export_model(checkpoint: Path, out_dir: Path, formats: list[str], precisions
                     entry.update(check_coreml(final_path, precision, spec.size))
                 else:
                     runner = open_runner(final_path)
-                    if fmt == "tflite":  # an app feeding or reading int8 tensors needs their scales and zero points
-                        entry["input_tensor"] = _tensor_spec(runner.input)
-                        entry["output_tensors"] = {name: _tensor_spec(detail)
-                                                   for name, detail in zip(OUTPUT_NAMES, runner.outputs)}
+                    if fmt == "tflite":
+                        entry.update(runner.tensor_specs())
                     entry["parity"] = parity(runner, reference, parity_inputs, labels, precision)
                     entry.update(status=entry["parity"]["status"], reason=entry["parity"]["reason"])
             except Exception as err:
@@ -230,11 +228,6 @@ def export_model(checkpoint: Path, out_dir: Path, formats: list[str], precisions
     _remove_stale_files(out_dir, {entry["file"] for entry in manifest["files"]})
     atomic_write_json(out_dir / "manifest.json", manifest)
     return manifest
-
-
-def _tensor_spec(detail: dict) -> dict:
-    scale, zero_point = detail["quantization"]
-    return {"dtype": np.dtype(detail["dtype"]).name, "scale": float(scale), "zero_point": int(zero_point)}
 
 
 def _remove_stale_files(out_dir: Path, current: set[str]) -> None:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from edge_age.registry import AgeGenderModel
+from edge_age.runtimes import OUTPUT_NAMES
 
 # Precisions each format offers. TFLite "int8" is full-integer (PT2E, calibrated); "int8-dynamic" is
 # dynamic-range (int8 weights, float activations). Core ML "int8" quantises weights only.
@@ -27,7 +28,6 @@ PRECISIONS = {
 }
 SUFFIX = {"onnx": ".onnx", "tflite": ".tflite", "coreml": ".mlpackage"}
 EXTRA_FOR = {"onnx": "onnx", "tflite": "tflite", "coreml": "coreml"}
-OUTPUT_NAMES = ["age", "gender"]
 
 
 class Trunk(nn.Module):

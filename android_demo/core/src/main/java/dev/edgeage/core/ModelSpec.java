@@ -89,15 +89,15 @@ public final class ModelSpec {
         List<ModelFile> found = new ArrayList<>();
         for (Object item : list(manifest, "files")) {
             Map<String, Object> entry = asObject(item, "files[]");
-            String dtype = string(entry, "input_dtype");
+            Map<String, Object> tensor = object(entry, "input_tensor");
+            String dtype = string(tensor, "dtype");
             double scale = 0;
             int zeroPoint = 0;
             if (dtype.equals("int8")) {
-                Map<String, Object> quantization = object(entry, "input_quantization");
-                scale = number(quantization, "scale");
-                zeroPoint = (int) number(quantization, "zero_point");
+                scale = number(tensor, "scale");
+                zeroPoint = (int) number(tensor, "zero_point");
             } else if (!dtype.equals("float32")) {
-                throw bad(string(entry, "file") + ": input_dtype " + dtype + " is neither float32 nor int8");
+                throw bad(string(entry, "file") + ": input_tensor dtype " + dtype + " is neither float32 nor int8");
             }
             found.add(new ModelFile(string(entry, "file"), string(entry, "precision"), dtype, scale, zeroPoint));
         }

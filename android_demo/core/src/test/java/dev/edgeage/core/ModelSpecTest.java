@@ -19,8 +19,8 @@ public class ModelSpecTest {
         return "{\"model\": {\"name\": \"m\"}, \"input\": {\"size\": " + size + ", \"mean\": " + mean + ", \"std\": " + std
                 + ", \"channel_order\": \"" + order + "\"}, \"outputs\": [{\"name\": \"age\"}, {\"name\": \"gender\"}],"
                 + " \"alignment\": {\"chip_size\": 200, \"eye_template\": [[57.5, 62.0], [138.0, 62.0]]},"
-                + " \"files\": [{\"file\": \"m.tflite\", \"precision\": \"int8\", \"input_dtype\": \"int8\","
-                + " \"input_quantization\": {\"scale\": 0.5, \"zero_point\": -3}}]}";
+                + " \"files\": [{\"file\": \"m.tflite\", \"precision\": \"int8\","
+                + " \"input_tensor\": {\"dtype\": \"int8\", \"scale\": 0.5, \"zero_point\": -3}}]}";
     }
 
     @Test
@@ -74,6 +74,10 @@ public class ModelSpecTest {
         expectError(manifest(96, "[0, 0, 0]", "[1, 1, 1]", "YUV"), "channel_order");
         expectError(manifest(96, "[0, 0, 0]", "[1, 1, 1]", "RGB").replace("\"size\": 96, ", ""), "missing \"size\"");
         expectError(manifest(96, "[0, 0, 0]", "[1, 1, 1]", "RGB").replace("\"age\"", "\"years\""), "\"age\"");
+        expectError(manifest(96, "[0, 0, 0]", "[1, 1, 1]", "RGB").replace("\"int8\", \"scale\"", "\"uint8\", \"scale\""),
+                "dtype uint8 is neither float32 nor int8");
+        expectError(manifest(96, "[0, 0, 0]", "[1, 1, 1]", "RGB").replace("input_tensor", "input_quantization"),
+                "missing \"input_tensor\"");  // a manifest written before edge-age-android/2: reinstall
         expectError("{\"model\": ", "malformed JSON");
         expectError("[1, 2]", "must be an object");
     }

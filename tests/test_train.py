@@ -1,4 +1,5 @@
 """Short real trainings on real UTKFace chips: the run folder, resume after SIGKILL, torchrun, bad flags."""
+import argparse
 import csv
 import json
 import os
@@ -139,6 +140,19 @@ def test_bad_flags_give_one_clear_line(flags, message, tmp_path, capsys):
     assert _train([*flags, "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_subset_all_switches_off_the_recipes_subset(capsys):
+    from train.cli import add_arguments, recipe_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert recipe_from_args(parser.parse_args(["--model", "vgg16_transfer"]))["subset"] == 5000
+    recipe = recipe_from_args(parser.parse_args(["--model", "vgg16_transfer", "--subset", "all"]))
+    assert recipe["subset"] is None and recipe["overrides"] == {"subset": "all"}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--model", "vgg16_transfer", "--subset", "some"])
+    assert "invalid" in capsys.readouterr().err
 
 
 def test_batch_size_zero_is_rejected_by_the_parser(capsys):

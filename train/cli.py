@@ -19,6 +19,11 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _subset(text: str) -> int | str:
+    """--subset N, or 'all' to train on the whole set when the recipe draws a subset (quick VGG16: 5,000)."""
+    return "all" if text == "all" else _positive_int(text)
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -51,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=_positive_int)
     parser.add_argument("--img-size", type=_positive_int, help="input side in pixels")
     parser.add_argument("--lr", type=_positive_float, help="learning rate of each phase")
-    parser.add_argument("--subset", type=_positive_int, help="draw N images before splitting (coursework: 5000)")
+    parser.add_argument("--subset", type=_subset,
+                        help="draw N images before splitting (coursework: 5000); 'all' for the whole set")
     parser.add_argument("--width", type=float, help="MA-SFV2 width multiplier (0.5, 1.0, 1.5, 2.0)")
     parser.add_argument("--augment", choices=["coursework", "paper", "none"])
     parser.add_argument("--loss", type=_key_values, help="loss weights, e.g. age_l1=1,gender_bce=1")
@@ -72,8 +78,10 @@ def recipe_from_args(args: argparse.Namespace) -> dict:
     overrides = {}
     for flag, key in (("batch_size", "batch_size"), ("img_size", "img_size"), ("subset", "subset"),
                       ("augment", "augmentation")):
-        if getattr(args, flag) is not None:
-            recipe[key] = overrides[key] = getattr(args, flag)
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[key] = value
+            recipe[key] = None if value == "all" else value
     for flag in ("epochs", "lr"):
         if getattr(args, flag) is not None:
             for phase in recipe["phases"]:

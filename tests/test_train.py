@@ -152,7 +152,7 @@ def test_subset_all_switches_off_the_recipes_subset(capsys):
     assert recipe["subset"] is None and recipe["overrides"] == {"subset": "all"}
     with pytest.raises(SystemExit):
         parser.parse_args(["--model", "vgg16_transfer", "--subset", "some"])
-    assert "invalid" in capsys.readouterr().err
+    assert "takes a positive whole number or 'all', got 'some'" in capsys.readouterr().err
 
 
 def test_batch_size_zero_is_rejected_by_the_parser(capsys):

@@ -21,7 +21,12 @@ def _positive_int(text: str) -> int:
 
 def _subset(text: str) -> int | str:
     """--subset N, or 'all' to train on the whole set when the recipe draws a subset (quick VGG16: 5,000)."""
-    return "all" if text == "all" else _positive_int(text)
+    if text == "all":
+        return "all"
+    try:
+        return _positive_int(text)
+    except (ValueError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(f"takes a positive whole number or 'all', got {text!r}") from None
 
 
 def _positive_float(text: str) -> float:

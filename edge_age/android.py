@@ -24,7 +24,7 @@ import numpy as np
 from edge_age.faces import CHIP_SIZE, EYE_TEMPLATE, FaceAligner, eye_alignment_transform, eye_centres, largest
 from edge_age.images import read_rgb
 from edge_age.io import atomic_write_json, sha256_file
-from edge_age.runtimes import ModelFileError, TFLiteRunner, normalise_pixels, read_tflite_metadata, tflite_metadata_records
+from edge_age.runtimes import ModelFileError, TFLiteRunner, normalise_pixels, tflite_metadata_records
 
 DEMO = Path(__file__).resolve().parent.parent / "android_demo"
 DEFAULT_ASSETS = DEMO / "app" / "src" / "main" / "assets"
@@ -174,18 +174,18 @@ def check_assets(assets: Path = DEFAULT_ASSETS) -> dict:
         for key in ("input_tensor", "output_tensors"):
             if actual[key] != entry[key]:
                 problems.append(f"{entry['file']}: {key} is {actual[key]}, the manifest says {entry[key]}")
-        embedded = read_tflite_metadata(path).get("edge_age")
-        if not embedded:
+        records = tflite_metadata_records(path)
+        if "edge_age" not in records:
             problems.append(f"{entry['file']}: carries no edge_age metadata")
             continue
-        embedded = json.loads(embedded)
+        embedded = json.loads(records["edge_age"])
         for key in ("size", "mean", "std", "channel_order"):
             if embedded["input"].get(key) != manifest["input"].get(key):
                 problems.append(f"{entry['file']}: metadata input {key} {embedded['input'].get(key)} "
                                 f"!= manifest {manifest['input'].get(key)}")
         if [o["name"] for o in embedded["outputs"]] != [o["name"] for o in manifest["outputs"]]:
             problems.append(f"{entry['file']}: metadata outputs differ from the manifest's")
-        problems += _standard_metadata_problems(path, manifest)
+        problems += _standard_metadata_problems(path.name, records, manifest)
     listed = {entry["file"] for entry in manifest["files"]}
     problems += [f"{p.name}: in the assets but not in the manifest" for p in assets.glob("*.tflite") if p.name not in listed]
     if problems:
@@ -193,16 +193,16 @@ def check_assets(assets: Path = DEFAULT_ASSETS) -> dict:
     return manifest
 
 
-def _standard_metadata_problems(path: Path, manifest: dict) -> list[str]:
+def _standard_metadata_problems(file_name: str, records: dict[str, bytes], manifest: dict) -> list[str]:
     """The TFLITE_METADATA record (what Android Studio's model binding reads) against the manifest."""
     from export import tflite_metadata
 
-    record = tflite_metadata_records(path).get(tflite_metadata.RECORD_NAME)
+    record = records.get(tflite_metadata.RECORD_NAME)
     if record is None:
-        return [f"{path.name}: no TFLITE_METADATA record (exported before edge-age wrote one: re-export it)"]
+        return [f"{file_name}: no TFLITE_METADATA record (exported before edge-age wrote one: re-export it)"]
     found = tflite_metadata.read(record)
     expected = tflite_metadata.read(tflite_metadata.build(manifest))  # what an export with this manifest writes
-    return [f"{path.name}: TFLITE_METADATA {key} is {found[key]}, the manifest implies {value}"
+    return [f"{file_name}: TFLITE_METADATA {key} is {found[key]}, the manifest implies {value}"
             for key, value in expected.items() if found[key] != value]
 
 
@@ -271,8 +271,9 @@ def check_golden(assets: Path = DEFAULT_ASSETS, golden_path: Path = DEFAULT_GOLD
     if golden["files"] != current:
         raise AssetMismatch(f"{golden_path} was made from other model files ({golden['files']}) than the assets "
                             f"hold ({current}); regenerate: edge-age android golden")
+    runners = {file_name: TFLiteRunner(Path(assets) / file_name) for file_name in current}
     for case in golden["cases"]:
-        runner = TFLiteRunner(Path(assets) / case["file"])
+        runner = runners[case["file"]]
         shape = runner.input["shape"]
         tensor = np.frombuffer(base64.b64decode(case["input_base64"]), dtype=np.dtype(case["input_dtype"])).reshape(shape)
         for recorded, value in zip(case["outputs"], runner.run_raw(tensor)):

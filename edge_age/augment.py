@@ -30,7 +30,19 @@ def paper_augmentation() -> nn.Module:
     )
 
 
-AUGMENTATIONS = {"coursework": coursework_augmentation, "paper": paper_augmentation, "none": None}
+def phone_augmentation() -> nn.Module:
+    """What a phone adds to a face crop: its detector's box jitters (a few % shift, +-10% scale, +-10 degrees
+    of roll left after eye alignment), mirror images, and camera colour, exposure and white balance."""
+    return K.AugmentationSequential(
+        K.RandomHorizontalFlip(p=0.5),
+        K.RandomAffine(degrees=10.0, translate=(0.05, 0.05), scale=(0.9, 1.1), padding_mode="border", p=0.8),
+        K.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.8),
+        K.RandomGrayscale(p=0.05),
+    )
+
+
+AUGMENTATIONS = {"coursework": coursework_augmentation, "paper": paper_augmentation, "phone": phone_augmentation,
+                 "none": None}
 
 
 def build_augmentation(name: str) -> nn.Module | None:

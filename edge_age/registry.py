@@ -72,6 +72,10 @@ class AgeGenderModel(nn.Module):
     options: dict = {}
     input_spec: InputSpec
     description: str = ""
+    #: the output heads (attribute names), kept in float when the trunk is quantised
+    head_modules: tuple[str, ...] = ("age_head", "gender_head")
+    #: the ImageNet (or other) weights this model can start from (``edge_age.pretrained.PretrainedWeights``)
+    pretrained_weights = None
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -87,9 +91,24 @@ class AgeGenderModel(nn.Module):
         learning rate (VGG16's Adam 1e-4) the head's bias moves about lr per step and would take ~10^5 steps to
         reach a typical age; models whose age is a softmax expectation have no such bias and keep theirs."""
         head = getattr(self, "age_head", None)
-        if isinstance(head, nn.Linear):
+        if isinstance(head, nn.Linear) and head.out_features == 1:
             with torch.no_grad():
                 head.bias.fill_(mean_age)
+
+    def set_trainable(self, trainable: str) -> None:
+        """Which parameters a training phase updates; models with frozen stages override this."""
+        if trainable != "all":
+            raise ValueError(f"{self.model_name} trains with trainable='all', not {trainable!r}")
+        self.requires_grad_(True)
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Trainable parameters by group, so a recipe can give each its own learning rate (``lr_mult``)."""
+        return {"all": [p for p in self.parameters() if p.requires_grad]}
+
+    def load_pretrained(self, path=None, allow_download: bool = False) -> str:
+        """Load ``pretrained_weights`` from ``path``, or where the model knows to find them (a download only with
+        ``allow_download``); returns where they came from."""
+        raise ValueError(f"{self.model_name} declares no pretrained weights; train it from scratch (backbone none)")
 
     def config(self) -> dict:
         """What a checkpoint needs to rebuild this model with ``create_model``."""

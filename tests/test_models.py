@@ -68,7 +68,7 @@ def test_regression_neuron_starts_at_the_expectation():
 
 
 def test_registry_errors_and_rebuild():
-    assert list_models() == ["custom_cnn", "ma_sfv2", "vgg16_transfer"]
+    assert list_models() == ["custom_cnn", "efficientnet_lite0", "ma_sfv2", "vgg16_transfer"]
     with pytest.raises(ValueError, match="unknown model 'resnet'.*custom_cnn"):
         create_model("resnet")
     with pytest.raises(ValueError, match="bad options"):

@@ -32,6 +32,7 @@ def _rows(run_dir):
     ("custom_cnn", []),
     ("vgg16_transfer", ["--subset", "60"]),  # its quick recipe draws the coursework's 5,000-image subset
     ("ma_sfv2", ["--width", "0.5"]),
+    ("efficientnet_lite0", []),  # from the ImageNet weights the pip package ships
 ])
 def test_short_real_training_writes_the_whole_run_folder(model, extra, small_faces_dir, tmp_path):
     run_dir = tmp_path / model
@@ -60,7 +61,7 @@ def test_two_phase_vgg_recipe_with_local_imagenet_file(small_faces_dir, tmp_path
     rows = _rows(run_dir)
     assert [r["phase"] for r in rows] == ["frozen-base", "finetune-last10"]
     assert [r["lr"] for r in rows] == ["0.001", "0.0001"]
-    assert "loaded ImageNet VGG16 base" in capsys.readouterr().out
+    assert "loaded vgg16_transfer's pretrained weights" in capsys.readouterr().out
 
 
 def test_overrides_are_recorded_and_finished_runs_are_not_overwritten(small_faces_dir, tmp_path, capsys):

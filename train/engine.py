@@ -101,12 +101,23 @@ def start_processes(device_flag: str) -> tuple[Processes, torch.device]:
 
 # ---------------------------------------------------------------- losses, optimisers, schedules
 
+LOSS_TERMS = ("age_l1", "age_ce", "age_ldl", "gender_bce")
+
+
+def gaussian_age_targets(ages: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Label-distribution targets (Geng et al.): a Gaussian of width ``sigma`` years around each true age,
+    over the 101 bins, normalised. Neighbouring ages look alike, so a near miss should cost little."""
+    bins = torch.arange(MAX_BIN_AGE + 1, device=ages.device, dtype=torch.float32)
+    logits = -0.5 * ((bins.view(1, -1) - ages.clamp(0, MAX_BIN_AGE).view(-1, 1)) / sigma) ** 2
+    return torch.softmax(logits, dim=1)
+
+
 def compute_loss(out: dict, ages: torch.Tensor, genders: torch.Tensor, weights: dict,
-                 model: AgeGenderModel) -> torch.Tensor:
-    """The recipe's weighted sum of age_l1 / age_ce / gender_bce, plus any L2 term the model defines."""
-    unknown = set(weights) - {"age_l1", "age_ce", "gender_bce"}
+                 model: AgeGenderModel, label_sigma: float = 2.0) -> torch.Tensor:
+    """The recipe's weighted sum of age_l1 / age_ce / age_ldl / gender_bce, plus any L2 term the model defines."""
+    unknown = set(weights) - set(LOSS_TERMS)
     if unknown:
-        raise ValueError(f"unknown loss term(s) {sorted(unknown)}; use age_l1, age_ce, gender_bce")
+        raise ValueError(f"unknown loss term(s) {sorted(unknown)}; use {', '.join(LOSS_TERMS)}")
     loss = torch.zeros((), device=ages.device)
     if weights.get("age_l1"):
         regression = out.get("age_regression", out["age"]).float()
@@ -116,6 +127,12 @@ def compute_loss(out: dict, ages: torch.Tensor, genders: torch.Tensor, weights: 
             raise ValueError(f"loss term age_ce needs a 101-bin age head; {model.model_name} has none")
         target = ages.round().clamp(0, MAX_BIN_AGE).long()  # ages over 100 fall in the last bin
         loss = loss + weights["age_ce"] * F.cross_entropy(out["age_logits"].float(), target)
+    if weights.get("age_ldl"):
+        if "age_logits" not in out:
+            raise ValueError(f"loss term age_ldl needs a 101-bin age head; {model.model_name} has none")
+        target = gaussian_age_targets(ages.float(), label_sigma)
+        log_probs = F.log_softmax(out["age_logits"].float(), dim=1)
+        loss = loss + weights["age_ldl"] * -(target * log_probs).sum(dim=1).mean()
     if weights.get("gender_bce"):
         loss = loss + weights["gender_bce"] * F.binary_cross_entropy_with_logits(out["gender_logit"].float(), genders)
     if hasattr(model, "regularization_loss"):
@@ -123,24 +140,28 @@ def compute_loss(out: dict, ages: torch.Tensor, genders: torch.Tensor, weights: 
     return loss
 
 
-def set_trainable(model: AgeGenderModel, trainable: str) -> None:
-    if trainable == "all":
-        model.requires_grad_(True)
-    elif trainable in ("head", "last10"):
-        if not hasattr(model, "freeze_base"):
-            raise ValueError(f"phase trainable={trainable!r} needs a model with a frozen base (vgg16_transfer)")
-        model.requires_grad_(True)
-        model.freeze_base() if trainable == "head" else model.unfreeze_last_keras_layers(10)
-    else:
-        raise ValueError(f"unknown trainable setting {trainable!r}: use all, head or last10")
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 
 def make_optimizer(model: AgeGenderModel, phase: dict) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.Adam(params, lr=phase["lr"], betas=tuple(phase.get("betas", (0.9, 0.999))))
+    """Adam (the seeds') or AdamW; ``lr_mult`` scales the rate of each of the model's parameter groups
+    (e.g. {"backbone": 0.1} for an ImageNet-initialised trunk)."""
+    name = phase.get("optimizer", "adam")
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}: use {', '.join(OPTIMIZERS)}")
+    multipliers = phase.get("lr_mult", {})
+    groups = model.parameter_groups()
+    unknown = set(multipliers) - set(groups)
+    if unknown:
+        raise ValueError(f"lr_mult names {sorted(unknown)}, but {model.model_name}'s parameter groups are {sorted(groups)}")
+    param_groups = [{"params": params, "lr": phase["lr"] * multipliers.get(group, 1.0), "name": group}
+                    for group, params in groups.items() if params]
+    return OPTIMIZERS[name](param_groups, lr=phase["lr"], betas=tuple(phase.get("betas", (0.9, 0.999))),
+                            weight_decay=phase.get("weight_decay", 0.0))
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, spec: dict | None):
+def make_scheduler(optimizer: torch.optim.Optimizer, spec: dict | None, epochs: int = 1, steps_per_epoch: int = 1):
+    """plateau and step act once an epoch; cosine (with linear warm-up) once a batch (``scheduler.per_batch``)."""
     if not spec:
         return None
     if spec["type"] == "plateau":
@@ -148,7 +169,31 @@ def make_scheduler(optimizer: torch.optim.Optimizer, spec: dict | None):
                                                           patience=spec["patience"], min_lr=spec["min_lr"])
     if spec["type"] == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=spec["every"], gamma=spec["gamma"])
-    raise ValueError(f"unknown scheduler type {spec['type']!r}: use plateau or step")
+    if spec["type"] == "cosine":
+        total = max(1, epochs * steps_per_epoch)
+        warmup = min(total - 1, int(spec.get("warmup_epochs", 0) * steps_per_epoch))
+        floor = spec.get("final_lr_fraction", 0.0)
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            progress = (step - warmup) / max(1, total - warmup)
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        scheduler.per_batch = True
+        return scheduler
+    raise ValueError(f"unknown scheduler type {spec['type']!r}: use plateau, step or cosine")
+
+
+def make_ema(model: AgeGenderModel, decay: float | None):
+    """An exponential moving average of the weights (and BatchNorm statistics), or None. Validation, best.pt
+    and the test use the average: it is smoother than the weights of the last step."""
+    if not decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 class EarlyStopping:
@@ -248,7 +293,7 @@ def train(recipe: dict, options: RunOptions) -> dict:
 
     torch.manual_seed(options.seed)  # identical initial weights on every rank
     model = create_model(recipe["model"], img_size=recipe["img_size"], **recipe.get("model_options", {}))
-    _load_backbone(model, recipe, options, resumed is not None)
+    _load_pretrained(model, recipe, options, resumed is not None)
     if resumed is None:
         model.start_age_at(float(apply_split(data, split, "train").ages.mean()))
     size = model.input_spec.size
@@ -285,6 +330,9 @@ def train(recipe: dict, options: RunOptions) -> dict:
     augment = build_augmentation(recipe["augmentation"])
     if augment is not None:
         augment.to(device)
+    ema = make_ema(model, recipe.get("ema_decay"))
+    eval_model = ema.module if ema is not None else model
+    label_sigma = float(recipe.get("label_sigma", 2.0))
 
     dataset = CachedBatches(train_set)
     sampler = DistributedSampler(dataset, num_replicas=procs.world, rank=procs.rank, shuffle=True,
@@ -298,6 +346,8 @@ def train(recipe: dict, options: RunOptions) -> dict:
     best_val = resumed["best_val_loss"] if resumed else math.inf
     if resumed is not None:
         model.load_state_dict(resumed["state_dict"])
+        if ema is not None and resumed.get("ema") is not None:
+            ema.load_state_dict(resumed["ema"])
         torch.set_rng_state(resumed["rng"]["torch"])
         if use_cuda and resumed["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(resumed["rng"]["cuda"])
@@ -307,14 +357,15 @@ def train(recipe: dict, options: RunOptions) -> dict:
 
     for phase_index in range(start_phase, len(recipe["phases"])):
         phase = recipe["phases"][phase_index]
-        set_trainable(model, phase["trainable"])
+        model.set_trainable(phase["trainable"])
         step_model = model
         if procs.world > 1:
             step_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if use_cuda else None)
         if options.compile:
             step_model = torch.compile(step_model)
         optimizer = make_optimizer(model, phase)
-        scheduler = make_scheduler(optimizer, phase.get("scheduler"))
+        scheduler = make_scheduler(optimizer, phase.get("scheduler"), phase["epochs"], len(loader))
+        batch_scheduler = scheduler if getattr(scheduler, "per_batch", False) else None
         stopper = EarlyStopping((phase.get("early_stopping") or {}).get("patience"))
         phase_epoch = 0
         if resumed is not None and phase_index == start_phase:
@@ -331,12 +382,13 @@ def train(recipe: dict, options: RunOptions) -> dict:
             global_epoch += 1
             sampler.set_epoch(global_epoch)
             stats = _train_one_epoch(step_model, model, loader, augment, optimizer, recipe["loss"], device, amp_dtype,
-                                     use_cuda, f"epoch {global_epoch}", procs.is_main)
-            val_out = predict(model, val_set.pixels, options.eval_batch_size, device)
-            val_loss = _validation_loss(model, val_out, val_set, recipe["loss"])
+                                     use_cuda, f"epoch {global_epoch}", procs.is_main, label_sigma=label_sigma,
+                                     batch_scheduler=batch_scheduler, ema=ema)
+            val_out = predict(eval_model, val_set.pixels, options.eval_batch_size, device)
+            val_loss = _validation_loss(model, val_out, val_set, recipe["loss"], label_sigma)
             val = summarize(val_out["age"], val_set.data.ages, val_out["gender_prob"], val_set.data.genders)
             lr = optimizer.param_groups[0]["lr"]
-            if scheduler is not None:
+            if scheduler is not None and batch_scheduler is None:
                 scheduler.step(val_loss) if phase["scheduler"]["type"] == "plateau" else scheduler.step()
             stopper.update(val_loss)
             row = {"epoch": global_epoch, "phase": phase["name"], "lr": f"{lr:.3g}",
@@ -359,9 +411,10 @@ def train(recipe: dict, options: RunOptions) -> dict:
                 _write_metrics(out_dir / "metrics.csv", rows)
                 if val_loss < best_val:
                     best_val = val_loss
-                    save_checkpoint(out_dir / "best.pt", model, epoch=global_epoch, val_loss=val_loss,
+                    save_checkpoint(out_dir / "best.pt", eval_model, epoch=global_epoch, val_loss=val_loss,
                                     val_metrics=val, recipe=recipe)
                 save_checkpoint(out_dir / "last.pt", model, recipe=recipe, phase_index=phase_index,
+                                ema=ema.state_dict() if ema is not None else None,
                                 phase_epoch=phase_epoch, global_epoch=global_epoch, best_val_loss=best_val,
                                 optimizer=optimizer.state_dict(),
                                 scheduler=scheduler.state_dict() if scheduler is not None else None,
@@ -373,7 +426,9 @@ def train(recipe: dict, options: RunOptions) -> dict:
             log(f"early stopping: no lower validation loss for {stopper.patience} epochs")
         if (phase.get("early_stopping") or {}).get("restore_best"):
             procs.barrier()
-            model.load_state_dict(load_checkpoint(out_dir / "best.pt")["state_dict"])
+            eval_model.load_state_dict(load_checkpoint(out_dir / "best.pt")["state_dict"])
+            if ema is not None:
+                model.load_state_dict(eval_model.state_dict())
             log("restored the best weights so far (best.pt)")
         # The next phase starts fresh; a resume inside it must not reuse this phase's optimiser state.
         resumed = None
@@ -398,18 +453,20 @@ def _check_ranks_agree(model: AgeGenderModel, procs: Processes, device, log) -> 
     log(f"all {procs.world} processes hold identical weights (checksum {gathered[0][0].item():.6f})")
 
 
-def _validation_loss(model: AgeGenderModel, val_out: dict, val_set, loss_weights: dict) -> float:
+def _validation_loss(model: AgeGenderModel, val_out: dict, val_set, loss_weights: dict, label_sigma: float) -> float:
     outputs = {k: torch.from_numpy(v) for k, v in val_out.items()}
     ages = torch.from_numpy(val_set.data.ages.astype(np.float32))
     genders = torch.from_numpy(val_set.data.genders.astype(np.float32))
     with torch.no_grad():
-        return float(compute_loss(outputs, ages, genders, loss_weights, model).item())
+        return float(compute_loss(outputs, ages, genders, loss_weights, model, label_sigma).item())
 
 
 def _train_one_epoch(step_model, model, loader, augment, optimizer, loss_weights, device, amp_dtype, use_cuda,
-                     desc, show_bar, max_steps: int | None = None, warmup_steps: int = 0) -> dict:
+                     desc, show_bar, max_steps: int | None = None, warmup_steps: int = 0, label_sigma: float = 2.0,
+                     batch_scheduler=None, ema=None) -> dict:
     """One pass over ``loader`` (or its first ``max_steps`` batches). Timing counts only the steps after
-    ``warmup_steps``; on a GPU, running sums stay on the device so that a step never waits for the host."""
+    ``warmup_steps``; on a GPU, running sums stay on the device so that a step never waits for the host.
+    ``batch_scheduler`` steps after every batch, ``ema`` averages the weights after every batch."""
     from tqdm import tqdm
 
     model.train()
@@ -445,10 +502,14 @@ def _train_one_epoch(step_model, model, loader, augment, optimizer, loss_weights
         augment_time += t2 - t1
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             out = step_model(x)
-            loss = compute_loss(out, ages, genders, loss_weights, model)
+            loss = compute_loss(out, ages, genders, loss_weights, model, label_sigma)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if batch_scheduler is not None:
+            batch_scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
         with torch.no_grad():
             n = len(ages)
             loss_sum += loss.detach() * n
@@ -472,23 +533,16 @@ def _train_one_epoch(step_model, model, loader, augment, optimizer, loss_weights
             "augment_share": augment_time / seconds, "seconds": seconds, "steps": steps}
 
 
-def _load_backbone(model: AgeGenderModel, recipe: dict, options: RunOptions, resuming: bool) -> None:
-    """ImageNet weights for VGG16's base: --backbone-weights FILE, or --pretrained (torch.hub)."""
-    from edge_age.models.vgg16_transfer import (VGG16_WEIGHTS_FILE, VGG16Transfer, fetch_imagenet_weights,
-                                                load_backbone_weights)
-
+def _load_pretrained(model: AgeGenderModel, recipe: dict, options: RunOptions, resuming: bool) -> None:
+    """The model's declared pretrained weights when the recipe starts from them (backbone 'imagenet') or the
+    user passes --backbone-weights FILE / --pretrained; the model knows its file and where it comes from."""
     wants = options.backbone_weights or options.pretrained
-    if wants and not isinstance(model, VGG16Transfer):
-        raise ValueError(f"--backbone-weights/--pretrained apply to vgg16_transfer only, not {recipe['model']}")
-    if resuming:
-        return  # the checkpoint holds all weights
-    if recipe.get("backbone") == "imagenet" and not wants:
-        raise ValueError(f"recipe {recipe['name']} starts from ImageNet weights: pass --backbone-weights "
-                         f"PATH/{VGG16_WEIGHTS_FILE} or --pretrained (needs internet)")
-    if wants:
-        path = options.backbone_weights or fetch_imagenet_weights()
-        load_backbone_weights(model, path)
-        print(f"loaded ImageNet VGG16 base from {path}", flush=True)
+    if wants and model.pretrained_weights is None:
+        raise ValueError(f"--backbone-weights/--pretrained: {recipe['model']} declares no pretrained weights")
+    if resuming or not (wants or recipe.get("backbone") == "imagenet"):
+        return  # a resumed checkpoint holds all weights
+    source = model.load_pretrained(options.backbone_weights, allow_download=options.pretrained)
+    print(f"loaded {recipe['model']}'s pretrained weights ({model.pretrained_weights.file}) from {source}", flush=True)
 
 
 def _evaluate_test(out_dir: Path, data, split, options: RunOptions, device, procs: Processes, log) -> dict:
@@ -532,7 +586,7 @@ def measure_training_speed(recipe: dict, data: LabelledImages, device_flag: str 
     torch.manual_seed(seed)
     model = create_model(recipe["model"], img_size=recipe["img_size"], **recipe.get("model_options", {}))
     phase = recipe["phases"][0]
-    set_trainable(model, phase["trainable"])
+    model.set_trainable(phase["trainable"])
     model.to(device).to(memory_format=torch.channels_last)
     augment = build_augmentation(recipe["augmentation"])
     if augment is not None:

@@ -1,2 +1,2 @@
-"""The three models; importing this package registers them."""
-from edge_age.models import custom_cnn, ma_sfv2, vgg16_transfer  # noqa: F401
+"""The registered models; importing this package registers them."""
+from edge_age.models import custom_cnn, efficientnet_lite, ma_sfv2, vgg16_transfer  # noqa: F401

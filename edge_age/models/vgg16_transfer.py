@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from edge_age.pretrained import PretrainedWeights
 from edge_age.registry import IMAGENET_MEAN, IMAGENET_STD, AgeGenderModel, InputSpec, register_model
 
 VGG16_WEIGHTS_FILE = "vgg16-397923af.pth"
@@ -47,6 +48,9 @@ def _vgg16_features() -> nn.Sequential:
 
 class VGG16Transfer(AgeGenderModel):
     description = "coursework model B: VGG16 base (ImageNet) + dense 256/128 head, age + gender"
+    # torchvision has re-published this file; its keys and shapes are checked instead of one checksum
+    pretrained_weights = PretrainedWeights(file=VGG16_WEIGHTS_FILE, sha256=None, source=f"download {VGG16_WEIGHTS_URL}",
+                                           license="BSD-3-Clause (torchvision)")
 
     def __init__(self, img_size: int = 128, dropout: float = 0.4):
         super().__init__()
@@ -72,6 +76,25 @@ class VGG16Transfer(AgeGenderModel):
     def regularization_loss(self) -> torch.Tensor:
         """Keras' kernel_regularizer=l2(1e-3) on the Dense 128 layer: 1e-3 * sum(w^2), added to the loss."""
         return L2_DENSE128 * self.dense128.weight.pow(2).sum()
+
+    def set_trainable(self, trainable: str) -> None:
+        """'all', 'head' (phase 1: base frozen) or 'last10' (phase 2: the last 10 Keras layers unfrozen)."""
+        self.requires_grad_(True)
+        if trainable == "head":
+            self.freeze_base()
+        elif trainable == "last10":
+            self.unfreeze_last_keras_layers(10)
+        elif trainable != "all":
+            raise ValueError(f"unknown trainable setting {trainable!r} for vgg16_transfer: use all, head or last10")
+
+    def load_pretrained(self, path=None, allow_download: bool = False) -> str:
+        """The ImageNet base from ``path``, or (``allow_download``) torchvision's copy through torch.hub."""
+        if path is None and not allow_download:
+            raise ValueError(f"vgg16_transfer starts from ImageNet weights: pass --backbone-weights "
+                             f"PATH/{VGG16_WEIGHTS_FILE} or --pretrained (needs internet)")
+        path = path or fetch_imagenet_weights()
+        load_backbone_weights(self, path)
+        return str(path)
 
     def freeze_base(self) -> None:
         """Phase 1: train only the head."""

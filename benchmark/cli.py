@@ -6,28 +6,37 @@ import shlex
 import sys
 from pathlib import Path
 
+from edge_age.cli_args import output_folder, positive_int
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exports", default="exports", help="an export folder, or a folder of them (default exports/)")
     parser.add_argument("--data", help="image folder (default: each run's data folder)")
+    parser.add_argument("--labels", metavar="CSV", help="file,age,gender CSV for a --data folder that is not "
+                        "UTKFace-named (implies --whole-set)")
+    parser.add_argument("--whole-set", action="store_true", help="score every image of --data/--labels instead of "
+                        "the run's split (the default when the export's run and its split.json are not here)")
     parser.add_argument("--split", default="test", choices=["test", "val", "train"], help="which split to score")
-    parser.add_argument("--limit", type=int, help="score a seeded sample of N images of the split (default: all)")
+    parser.add_argument("--limit", type=positive_int, help="score a seeded sample of N images (default: all)")
     parser.add_argument("--threads", default="1,all", help="thread counts to time, e.g. 1,all or 1,2,4")
-    parser.add_argument("--runs", type=int, default=100, help="timed batch-1 runs per variant (after 10 warm-up runs)")
-    parser.add_argument("--batch", type=int, default=32, help="batch size of the throughput measurement")
-    parser.add_argument("--out", help="results folder (default reports/benchmark)")
+    parser.add_argument("--runs", type=positive_int, default=100,
+                        help="timed batch-1 runs per variant (after 10 warm-up runs; at least 10)")
+    parser.add_argument("--batch", type=positive_int, default=32, help="batch size of the throughput measurement")
+    parser.add_argument("--out", type=output_folder, help="results folder (default reports/benchmark)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from benchmark.harness import find_exports, parse_threads, run_benchmark
+    from benchmark.harness import Scoring, find_exports, parse_threads, run_benchmark
 
     if args.runs < 10:
         raise ValueError(f"--runs must be at least 10 for a median and p90 to mean something, got {args.runs}")
-    if args.batch <= 0 or (args.limit is not None and args.limit <= 0):
-        raise ValueError("--batch and --limit must be positive")
-    rows = run_benchmark(find_exports(Path(args.exports)), Path(args.out or "reports/benchmark"), args.data, args.split,
-                         args.limit, parse_threads(args.threads), args.runs, args.batch,
-                         command="edge-age benchmark " + shlex.join(sys.argv[2:]))
+    threads = parse_threads(args.threads)
+    scoring = Scoring(data=args.data, labels=args.labels, split=args.split, whole_set=args.whole_set or bool(args.labels),
+                      limit=args.limit)
+    if scoring.labels and not args.data:
+        raise ValueError("--labels needs --data DIR, the folder its file names are relative to")
+    rows = run_benchmark(find_exports(Path(args.exports)), Path(args.out or "reports/benchmark"), scoring, threads,
+                         args.runs, args.batch, command="edge-age benchmark " + shlex.join(sys.argv[2:]))
     return 1 if any(r["status"] == "failed to run" for r in rows) else 0
 
 

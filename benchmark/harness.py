@@ -18,29 +18,45 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.claims import recipe_summary
-from edge_age.checkpoint import load_model
-from edge_age.data import apply_split, decoded_cache, load_labelled, load_split, resolve_run_data_dir
+from edge_age.checkpoint import load_checkpoint
+from edge_age.data import (apply_split, decoded_cache, load_labelled, load_split, resolve_data_dir,
+                           resolve_run_data_dir)
+from edge_age.io import sha256_file
+from edge_age.manifest import Manifest, ManifestError, read_manifest
 from edge_age.metrics import summarize
 from edge_age.model_stats import count_flops, count_parameters
+from edge_age.registry import model_from_config
 from edge_age.runtimes import normalise_pixels
-from export.exporter import MANIFEST_FORMAT
 
 LATENCY_INPUT_IMAGES = 8  # distinct real faces cycled through the timed calls
+
+
+@dataclass
+class Scoring:
+    """Which labelled faces the accuracy columns come from (see ``scored_images``)."""
+
+    data: str | None = None
+    labels: str | None = None
+    split: str = "test"
+    whole_set: bool = False
+    limit: int | None = None
 RUNNABLE = {"pytorch", "onnx", "tflite"}
 
 
 @dataclass
 class ExportedModel:
-    """One export folder: its manifest, the checkpoint it came from and what the benchmark needs to know of it."""
+    """One export folder: its manifest, the checkpoint it came from (None when missing or changed; then there is
+    no PyTorch reference row) and what the benchmark needs to know of it."""
 
     label: str
     folder: Path
-    manifest: dict
-    checkpoint: Path
+    manifest: Manifest
+    checkpoint: Path | None
     family: str
     parameters: int
     flops: int
     recipe: dict = field(default_factory=dict)
+    checkpoint_problem: str = ""
 
 
 def family_of(model_name: str, options: dict, loss: dict) -> str:
@@ -54,7 +70,17 @@ def family_of(model_name: str, options: dict, loss: dict) -> str:
     return model_name
 
 
-def find_exports(*roots: Path) -> list[ExportedModel]:
+def _source_checkpoint(manifest: Manifest) -> tuple[Path | None, str, dict]:
+    """The export's source checkpoint if it is there and is the one exported (sha256): (path, problem, recipe)."""
+    checkpoint = manifest.source_path("checkpoint")
+    if checkpoint is None or not checkpoint.is_file():
+        return None, f"source checkpoint {manifest.source.get('checkpoint')} is not here", {}
+    if sha256_file(checkpoint) != manifest.source.get("checkpoint_sha256"):
+        return None, f"{checkpoint} is not the checkpoint this export was made from (sha256 differs)", {}
+    return checkpoint, "", load_checkpoint(checkpoint).get("recipe") or {}
+
+
+def find_exports(*roots: Path, log=print) -> list[ExportedModel]:
     """Every export folder at or under each root (found by manifest.json), with its checkpoint opened for stats."""
     manifests = []
     for root in map(Path, roots):
@@ -64,43 +90,46 @@ def find_exports(*roots: Path) -> list[ExportedModel]:
     found = []
     for path in manifests:
         try:
-            manifest = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is not valid JSON ({err}); re-run `edge-age export` for that model") from None
-        if manifest.get("format") != MANIFEST_FORMAT:
+            manifest = read_manifest(path.parent)
+        except ManifestError as err:
+            if "not an edge-age export manifest" in str(err):
+                continue  # another tool's manifest.json (e.g. the Android app's): not an export folder
+            log(f"skipped {path.parent}: {err}")
             continue
-        checkpoint = Path(manifest["source"]["checkpoint"])
-        if not checkpoint.is_absolute() and not checkpoint.exists():
-            checkpoint = path.parent / checkpoint
-        if not checkpoint.is_file():
-            raise FileNotFoundError(f"{path}: its source checkpoint {checkpoint} is missing; the PyTorch reference row "
-                                    "needs it (re-export from the run folder, or restore the checkpoint)")
-        model, payload = load_model(checkpoint)
-        recipe = payload.get("recipe") or {}
-        model_cfg = manifest["model"]
+        checkpoint, problem, recipe = _source_checkpoint(manifest)
+        model = model_from_config(manifest.model)  # parameters and FLOPs need the architecture, not the weights
         found.append(ExportedModel(label=path.parent.name, folder=path.parent, manifest=manifest, checkpoint=checkpoint,
-                                   family=family_of(model_cfg["name"], model_cfg.get("options", {}), recipe.get("loss", {})),
-                                   parameters=count_parameters(model), flops=count_flops(model), recipe=recipe))
+                                   family=family_of(manifest.model["name"], manifest.model.get("options", {}),
+                                                    recipe.get("loss", {})),
+                                   parameters=count_parameters(model), flops=count_flops(model), recipe=recipe,
+                                   checkpoint_problem=problem))
     if not found:
         raise FileNotFoundError(f"no export folders (manifest.json) under {', '.join(map(str, roots))}; run "
                                 "`edge-age export --run RUN` first")
     return found
 
 
-def split_images(exported: ExportedModel, data_flag: str | None, split_name: str, limit: int | None):
-    """The labelled images of the run's ``split_name`` split (or a seeded sample of ``limit`` of them), decoded
-    at the model's input size."""
-    run = exported.manifest["source"].get("run")
-    if not run or not (Path(run) / "split.json").is_file():
-        raise FileNotFoundError(f"{exported.label}: the export's source run {run} (with split.json) is missing; "
-                                "the benchmark evaluates on that run's test split")
-    run = Path(run)
-    config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
-    data = load_labelled(resolve_run_data_dir(data_flag, config.get("data_root")))
-    part = apply_split(data, load_split(run / "split.json"), split_name)
-    if limit:
-        part = part.sample(limit)
-    return decoded_cache(part, exported.manifest["input"]["size"], verbose=False)
+def scored_images(exported: ExportedModel, scoring: Scoring):
+    """The labelled images a model is scored on, decoded at its input size, and where they came from in words:
+    its run's ``scoring.split`` split by default; every image of --data/--labels with ``scoring.whole_set``, or
+    when the run's split.json is not here (a bare checkpoint's export, a run published without its split)."""
+    run = exported.manifest.source_path("run")
+    split_file = run / "split.json" if run is not None else None
+    if scoring.whole_set or split_file is None or not split_file.is_file():
+        if scoring.data is None and scoring.labels is None and not scoring.whole_set:
+            raise FileNotFoundError(f"{exported.label}: its run's split.json is not here ({split_file}); score it on "
+                                    "a labelled set with --data DIR [--labels CSV] --whole-set")
+        data = load_labelled(resolve_data_dir(scoring.data), scoring.labels)
+        described = f"every image of {scoring.labels or data.root}"
+    else:
+        config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
+        data = apply_split(load_labelled(resolve_run_data_dir(scoring.data, config.get("data_root"))),
+                           load_split(split_file), scoring.split)
+        described = f"the {scoring.split} split of its run"
+    if scoring.limit:
+        data = data.sample(scoring.limit)
+        described = f"a seeded sample of {len(data)} of " + described
+    return decoded_cache(data, exported.manifest.input["size"], verbose=False), described
 
 
 def _child(args: list[str]) -> dict:
@@ -119,20 +148,31 @@ def measure_peaks(thread_counts: list[int]) -> dict[int, dict]:
 
 
 def _variant_rows(exported: ExportedModel) -> list[dict]:
-    """The PyTorch reference row, then one row per file in the manifest."""
-    rows = [{"format": "pytorch", "precision": "fp32", "file": exported.checkpoint, "status": "reference",
-             "reason": "", "bytes": exported.checkpoint.stat().st_size}]
-    for entry in exported.manifest["files"]:
-        rows.append({"format": entry["format"], "precision": entry["precision"], "file": exported.folder / entry["file"],
-                     "status": entry["status"], "reason": entry.get("reason", ""), "bytes": entry.get("bytes")})
+    """The PyTorch reference row, then one row per file in the manifest, each file checked against its sha256
+    and size first: a file that changed since export is reported as such, never measured as the export."""
+    if exported.checkpoint is not None:
+        rows = [{"format": "pytorch", "precision": "fp32", "file": exported.checkpoint, "status": "reference",
+                 "reason": "", "bytes": exported.checkpoint.stat().st_size}]
+    else:
+        rows = [{"format": "pytorch", "precision": "fp32", "file": "", "status": "no reference",
+                 "reason": exported.checkpoint_problem, "bytes": None}]
+    for entry in exported.manifest.files:
+        row = {"format": entry.format, "precision": entry.precision, "file": exported.manifest.path(entry),
+               "status": entry.status, "reason": entry.reason, "bytes": entry.bytes}
+        if entry.status != "export-failed":
+            problem = exported.manifest.verify(entry)
+            if problem:
+                row.update(status="file changed", reason=problem)
+        rows.append(row)
     return rows
 
 
-def benchmark_model(exported: ExportedModel, data_flag: str | None, split_name: str, limit: int | None,
-                    thread_counts: list[int], runs: int, batch: int, peaks: dict[int, dict], log=print) -> list[dict]:
+def benchmark_model(exported: ExportedModel, scoring: Scoring, thread_counts: list[int], runs: int, batch: int,
+                    peaks: dict[int, dict], log=print) -> list[dict]:
     """All rows of one export folder, measured."""
-    spec = exported.manifest["input"]
-    test = split_images(exported, data_flag, split_name, limit)
+    spec = exported.manifest.input
+    test, scored_on = scored_images(exported, scoring)
+    log(f"  scored on {scored_on} ({len(test)} images)")
     ages, genders = test.data.ages, test.data.genders
     results = []
     with tempfile.TemporaryDirectory(prefix="edge-age-bench-") as tmp:
@@ -142,7 +182,8 @@ def benchmark_model(exported: ExportedModel, data_flag: str | None, split_name: 
         np.save(inputs_path, normalise_pixels(test.pixels[:LATENCY_INPUT_IMAGES], spec["mean"], spec["std"]))
         reference = None
         for variant in _variant_rows(exported):
-            row = {"model": exported.label, "family": exported.family, "model_name": exported.manifest["model"]["name"],
+            row = {"model": exported.label, "family": exported.family, "model_name": exported.manifest.model["name"],
+                   "scored_on": scored_on,
                    "input_size": spec["size"], "parameters": exported.parameters, "gflops": exported.flops / 1e9,
                    "format": variant["format"], "precision": variant["precision"], "file": str(variant["file"]),
                    "export_status": variant["status"], "export_reason": variant["reason"],
@@ -155,10 +196,11 @@ def benchmark_model(exported: ExportedModel, data_flag: str | None, split_name: 
                 results.append(row)
                 log(f"  {name}: not measured (needs macOS)")
                 continue
-            if variant["status"] == "export-failed":
-                row["status"] = "export failed"
+            if variant["status"] in ("export-failed", "file changed", "no reference"):
+                row["status"] = variant["status"].replace("-", " ")
+                row["note"] = variant["reason"]
                 results.append(row)
-                log(f"  {name}: export failed ({variant['reason'][:80]})")
+                log(f"  {name}: {row['status']} ({variant['reason'][:120]})")
                 continue
             try:
                 out_path = tmp / "predictions.npz"
@@ -213,8 +255,8 @@ def parse_threads(text: str) -> list[int]:
     return list(dict.fromkeys(counts))
 
 
-def run_benchmark(exported: list[ExportedModel], out_dir: Path, data_flag: str | None, split_name: str,
-                  limit: int | None, thread_counts: list[int], runs: int, batch: int, command: str, log=print) -> list[dict]:
+def run_benchmark(exported: list[ExportedModel], out_dir: Path, scoring: Scoring, thread_counts: list[int], runs: int,
+                  batch: int, command: str, log=print) -> list[dict]:
     """Measure every model, judge the claims and write report.md, results.csv/json and the plots."""
     from benchmark.claims import judge_claims
     from benchmark.report import write_results
@@ -225,11 +267,12 @@ def run_benchmark(exported: list[ExportedModel], out_dir: Path, data_flag: str |
     peaks = measure_peaks(thread_counts)
     rows = []
     for number, model in enumerate(exported, 1):
-        log(f"[{number}/{len(exported)}] {model.label} ({model.family}, {model.manifest['input']['size']} px)")
-        rows += benchmark_model(model, data_flag, split_name, limit, thread_counts, runs, batch, peaks, log)
+        log(f"[{number}/{len(exported)}] {model.label} ({model.family}, {model.manifest.input['size']} px)")
+        rows += benchmark_model(model, scoring, thread_counts, runs, batch, peaks, log)
     claims = judge_claims(rows, str(thread_counts[0]))
     context = {"machine": describe_machine(), "versions": _versions(), "thread_counts": thread_counts, "runs": runs,
-               "batch": batch, "split": split_name, "limit": limit, "command": command,
+               "batch": batch, "split": scoring.split, "limit": scoring.limit, "command": command,
+               "scored_on": sorted({r["scored_on"] for r in rows if r.get("scored_on")}),
                "peaks": {str(t): p for t, p in peaks.items()}}
     write_results(out_dir, rows, claims, context)
     for claim in claims:

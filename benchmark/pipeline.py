@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import shlex
 import sys
 import time
 from pathlib import Path
 
+from edge_age.cli_args import csv_list, non_negative_int, positive_int
 from edge_age.io import sha256_file
+from edge_age.manifest import NAME as MANIFEST_NAME
+from edge_age.manifest import read_manifest
 from train.recipes import RECIPES, resolve_recipe
 
 MODELS = ["custom_cnn", "vgg16_transfer", "ma_sfv2"]
@@ -31,18 +33,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", default="all", help=f"comma-separated subset of {','.join(MODELS)} (default all)")
     parser.add_argument("--ablation", action="store_true", help="also train MA-SFV2 without attention and with L1 alone")
     parser.add_argument("--data", help="image folder (default: $EDGE_AGE_DATA or ../shared/data/utkface/images)")
-    parser.add_argument("--epochs", type=int, help="override every run's epochs (e.g. 1 for a smoke test)")
-    parser.add_argument("--subset", type=int, help="override every run's subset of images")
-    parser.add_argument("--img-size", type=int, help="override every run's input size")
-    parser.add_argument("--batch-size", type=int, help="override every run's batch size")
+    parser.add_argument("--epochs", type=positive_int, help="override every run's epochs (e.g. 1 for a smoke test)")
+    parser.add_argument("--subset", type=positive_int, help="override every run's subset of images")
+    parser.add_argument("--img-size", type=positive_int, help="override every run's input size")
+    parser.add_argument("--batch-size", type=positive_int, help="override every run's batch size")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--workers", type=int, default=0, help="data-loader worker processes for training")
+    parser.add_argument("--workers", type=non_negative_int, default=0, help="data-loader worker processes for training")
     parser.add_argument("--backbone-weights", help="VGG16 ImageNet file for --recipe full (vgg16-397923af.pth)")
-    parser.add_argument("--formats", default="onnx,tflite,coreml")
-    parser.add_argument("--precisions", default="fp32,fp16,int8")
+    parser.add_argument("--formats", type=csv_list, default=["onnx", "tflite", "coreml"])
+    parser.add_argument("--precisions", type=csv_list, default=["fp32", "fp16", "int8"])
     parser.add_argument("--threads", default="1,all", help="benchmark thread counts")
-    parser.add_argument("--bench-runs", type=int, default=100, help="timed batch-1 runs per variant")
-    parser.add_argument("--limit", type=int, help="benchmark a seeded sample of N test images (default: all)")
+    parser.add_argument("--bench-runs", type=positive_int, default=100, help="timed batch-1 runs per variant")
+    parser.add_argument("--limit", type=positive_int, help="benchmark a seeded sample of N test images (default: all)")
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--exports-dir", default="exports")
     parser.add_argument("--out", help="benchmark results folder (default reports/pipeline-RECIPE)")
@@ -96,16 +98,16 @@ def _export_is_current(export_dir: Path, run_dir: Path) -> bool:
     """The export describes the run's current best.pt and was made by this exporter revision."""
     from export.exporter import EXPORTER_REVISION
 
-    manifest_path = export_dir / "manifest.json"
-    if not manifest_path.is_file():
+    if not (export_dir / MANIFEST_NAME).is_file():
         return False
-    manifest = json.loads(manifest_path.read_text())
-    return (manifest.get("exporter_revision") == EXPORTER_REVISION
-            and manifest["source"].get("checkpoint_sha256") == sha256_file(run_dir / "best.pt"))
+    manifest = read_manifest(export_dir)
+    return (manifest.header.get("exporter_revision") == EXPORTER_REVISION
+            and manifest.source.get("checkpoint_sha256") == sha256_file(run_dir / "best.pt")
+            and all(manifest.verify(entry) is None for entry in manifest.files if entry.status != "export-failed"))
 
 
 def run(args: argparse.Namespace) -> int:
-    from benchmark.harness import find_exports, parse_threads, run_benchmark
+    from benchmark.harness import Scoring, find_exports, parse_threads, run_benchmark
     from export.exporter import export_model
 
     thread_counts = parse_threads(args.threads)
@@ -126,16 +128,18 @@ def run(args: argparse.Namespace) -> int:
             exported = "already exported"
         else:
             # Ablations only feed claims 3 and 4 (accuracy): their PyTorch row and an fp32 ONNX file suffice.
-            formats = ["onnx"] if ablation else args.formats.split(",")
-            precisions = ["fp32"] if ablation else args.precisions.split(",")
-            export_model(run_dir / "best.pt", export_dir, formats, precisions, run_dir=run_dir, data=args.data)
+            formats = ["onnx"] if ablation else args.formats
+            precisions = ["fp32"] if ablation else args.precisions
+            # clean: an older export of this run (another best.pt) in the pipeline's own folder is replaced whole
+            export_model(run_dir / "best.pt", export_dir, formats, precisions, run_dir=run_dir, data=args.data,
+                         clean=True)
             exported = "exported"
         summary.append((run_name, trained, train_seconds, exported, time.perf_counter() - t0))
         export_dirs.append(export_dir)
     out_dir = Path(args.out or f"reports/pipeline-{args.recipe}")
     print(f"\n== benchmark -> {out_dir}", flush=True)
-    run_benchmark(find_exports(*export_dirs), out_dir, args.data, "test", args.limit, thread_counts, args.bench_runs,
-                  32, command="edge-age " + shlex.join(sys.argv[1:]))
+    run_benchmark(find_exports(*export_dirs), out_dir, Scoring(data=args.data, limit=args.limit), thread_counts,
+                  args.bench_runs, 32, command="edge-age " + shlex.join(sys.argv[1:]))
     print(f"\npipeline done in {time.perf_counter() - started:,.0f} s:")
     for run_name, trained, train_seconds, exported, export_seconds in summary:
         print(f"  {run_name:<28} {trained} ({train_seconds:,.0f} s), {exported} ({export_seconds:,.0f} s)")

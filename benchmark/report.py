@@ -5,6 +5,7 @@ import csv
 import io
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from benchmark.claims import PHONE_BUDGET, SEED_NUMBERS
@@ -42,9 +43,8 @@ def _fmt(value, spec: str = ".2f", empty: str = "-") -> str:
 def write_results(out_dir: Path, rows: list[dict], claims: list[dict], context: dict) -> None:
     """All outputs of one benchmark run into ``out_dir``: written into a staging folder first and moved in
     with report.md last, so an interruption never leaves a report that mixes two runs or looks complete."""
-    staging = out_dir / ".partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=out_dir))  # ours alone
     threads = context["thread_counts"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS + _latency_columns(threads), lineterminator="\n")

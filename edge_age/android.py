@@ -21,10 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_age.cli_args import csv_list
 from edge_age.faces import CHIP_SIZE, EYE_TEMPLATE, FaceAligner, eye_alignment_transform, eye_centres, largest
 from edge_age.images import read_rgb
 from edge_age.io import atomic_write_json, sha256_file
-from edge_age.runtimes import ModelFileError, TFLiteRunner, normalise_pixels, tflite_metadata_records
+from edge_age.manifest import FileEntry, confined, read_manifest, relative_to_folder
+from edge_age.runtimes import TFLiteRunner, normalise_pixels, tflite_metadata_records
 
 DEMO = Path(__file__).resolve().parent.parent / "android_demo"
 DEFAULT_ASSETS = DEMO / "app" / "src" / "main" / "assets"
@@ -32,6 +34,9 @@ DEFAULT_GOLDEN = DEMO / "core" / "src" / "test" / "resources" / "golden.json"
 # Real faces the committed vectors are made from (public domain; see android_demo/golden-images/README.md).
 DEFAULT_GOLDEN_IMAGES = DEMO / "golden-images"
 MANIFEST = "manifest.json"
+# The app's manifest: a documented subset of the export manifest (model, input, outputs, source) plus the crop
+# convention (alignment) and, per file, what the Java core needs (tensor dtypes, scales, zero points).
+ANDROID_FORMAT = "edge-age-android/2"
 DEFAULT_PRECISIONS = ("fp16", "int8")
 # How closely a re-run of an asset must reproduce the raw outputs its golden vectors recorded.
 OUTPUT_TOLERANCE = 1e-4
@@ -89,60 +94,81 @@ def install(export_dir: Path, assets: Path = DEFAULT_ASSETS, precisions=DEFAULT_
     """Copy the export's TFLite files of ``precisions`` and an app manifest into ``assets``, check them, and
     rewrite the golden vectors. Only files whose parity check passed are installed."""
     export_dir, assets = Path(export_dir), Path(assets)
-    source_manifest_path = export_dir / MANIFEST
-    if not source_manifest_path.is_file():
-        raise FileNotFoundError(f"{source_manifest_path}: no export manifest; run `edge-age export` first")
-    source = json.loads(source_manifest_path.read_text())
+    if not precisions:
+        raise ValueError("no precisions to install; give e.g. --precisions fp16,int8")
+    source = read_manifest(export_dir)
     chosen = []
     for precision in precisions:
-        entry = next((e for e in source["files"] if e["format"] == "tflite" and e["precision"] == precision), None)
+        entry = source.entry("tflite", precision)
         if entry is None:
             raise ValueError(f"{export_dir} has no TFLite {precision} file; it has "
-                             f"{', '.join(e['file'] for e in source['files'] if e['format'] == 'tflite') or 'none'}")
-        if entry["status"] != "pass":
-            raise ValueError(f"{entry['file']} failed its parity check ({entry.get('reason', entry['status'])}); "
+                             f"{', '.join(e.file for e in source.files if e.format == 'tflite') or 'none'}")
+        if entry.status != "pass":
+            raise ValueError(f"{entry.file} failed its parity check ({entry.reason or entry.status}); "
                              "choose other --precisions (e.g. fp16,int8-dynamic)")
+        problem = source.verify(entry)
+        if problem:
+            raise ValueError(f"{export_dir}: {problem}; nothing was installed")
         chosen.append(entry)
+    previous = _installed_files(assets)  # refuses a manifest naming paths outside the assets before any change
 
     assets.mkdir(parents=True, exist_ok=True)
     # Stage beside the assets and check there first, so a refused export leaves the app's files as they were.
     with tempfile.TemporaryDirectory(dir=assets, prefix=".staging-") as staging_dir:
         staging = Path(staging_dir)
         for entry in chosen:
-            shutil.copyfile(export_dir / entry["file"], staging / entry["file"])
+            shutil.copyfile(source.path(entry), staging / entry.file)
         manifest = {
-            "format": "edge-age-android/2",
-            "model": source["model"],
-            "input": source["input"],
-            "outputs": source["outputs"],
+            "format": ANDROID_FORMAT,
+            "model": source.model,
+            "input": source.input,
+            "outputs": source.header["outputs"],
             "alignment": alignment_spec(),
-            "source": {**source["source"], "export": str(export_dir), "export_created": source.get("created")},
-            "files": [_describe_asset(staging / entry["file"], entry) for entry in chosen],
+            "source": {**source.source, "export": relative_to_folder(export_dir, assets),
+                       "export_created": source.header.get("created")},
+            "files": [_describe_asset(staging / entry.file, entry) for entry in chosen],
         }
         atomic_write_json(staging / MANIFEST, manifest)
         check_assets(staging)
-        old_manifest = assets / MANIFEST
-        if old_manifest.is_file():  # remove what an earlier install put there, nothing else
-            for entry in json.loads(old_manifest.read_text()).get("files", []):
-                (assets / entry["file"]).unlink(missing_ok=True)
+        strangers = [e.file for e in chosen if (assets / e.file).exists() and e.file not in previous]
+        if strangers:
+            raise FileExistsError(f"{assets} already has {', '.join(strangers)}, which the app manifest does not "
+                                  "list: not installed by edge-age, so it is left alone; move it first")
+        for name, path in previous.items():  # what the earlier install put there, nothing else
+            if name not in {e.file for e in chosen} and path.is_file() and not path.is_symlink():
+                path.unlink()
         for entry in chosen:
-            (staging / entry["file"]).replace(assets / entry["file"])
-        (staging / MANIFEST).replace(old_manifest)
+            (staging / entry.file).replace(assets / entry.file)
+        (staging / MANIFEST).replace(assets / MANIFEST)
     if golden is not None:
         write_golden(assets, golden, golden_images or sorted(DEFAULT_GOLDEN_IMAGES.glob("*.png")))
     return manifest
 
 
-def _describe_asset(path: Path, export_entry: dict) -> dict:
+def _installed_files(assets: Path) -> dict[str, Path]:
+    """The model files an earlier install listed in the app manifest, each confined to the assets folder."""
+    manifest_path = assets / MANIFEST
+    if not manifest_path.is_file():
+        return {}
+    try:
+        listed = json.loads(manifest_path.read_text()).get("files", [])
+        names = [entry["file"] for entry in listed]
+    except (json.JSONDecodeError, AttributeError, TypeError, KeyError) as err:
+        raise AssetMismatch(f"{manifest_path} is unreadable ({type(err).__name__}); it was not written by edge-age "
+                            "android install, so nothing is changed: move it away and install again") from None
+    return {name: confined(assets, name, str(manifest_path)) for name in names}
+
+
+def _describe_asset(path: Path, export_entry) -> dict:
     runner = TFLiteRunner(path)
     return {
         "file": path.name,
-        "precision": export_entry["precision"],
+        "precision": export_entry.precision,
         "bytes": path.stat().st_size,
         "sha256": sha256_file(path),
         "input_shape": [int(v) for v in runner.input["shape"]],
         **runner.tensor_specs(),  # the export manifest's shape: {dtype, scale, zero_point} per tensor
-        "parity": export_entry.get("parity", {}),
+        "parity": export_entry.parity,
     }
 
 
@@ -154,20 +180,24 @@ def check_assets(assets: Path = DEFAULT_ASSETS) -> dict:
     manifest_path = assets / MANIFEST
     if not manifest_path.is_file():
         raise AssetMismatch(f"{manifest_path}: missing; install a model with `edge-age android install EXPORT_DIR`")
-    manifest = json.loads(manifest_path.read_text())
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        size = int(manifest["input"]["size"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise AssetMismatch(f"{manifest_path} is unreadable ({type(err).__name__}: {err})") from None
     problems = []
-    size = int(manifest["input"]["size"])
     for entry in manifest["files"]:
-        path = assets / entry["file"]
+        path = confined(assets, entry.get("file"), str(manifest_path))
         if not path.is_file():
             problems.append(f"{entry['file']}: listed in the manifest but missing")
             continue
         if sha256_file(path) != entry["sha256"]:
             problems.append(f"{entry['file']}: sha256 differs from the manifest (file replaced without reinstalling?)")
         try:
-            actual = _describe_asset(path, entry)
-        except ModelFileError as err:
-            problems.append(str(err))
+            actual = _describe_asset(path, FileEntry.from_dict({**entry, "format": "tflite", "status": "pass"},
+                                                               str(manifest_path)))
+        except Exception as err:  # one unreadable file is one problem in the report, never the end of the check
+            problems.append(f"{entry['file']}: LiteRT cannot open it ({type(err).__name__}: {str(err)[:200]})")
             continue
         if actual["input_shape"] != [1, size, size, 3]:
             problems.append(f"{entry['file']}: input shape {actual['input_shape']}, manifest size {size} (NHWC)")
@@ -286,12 +316,23 @@ def check_golden(assets: Path = DEFAULT_ASSETS, golden_path: Path = DEFAULT_GOLD
 # ---------------------------------------------------------------- command line
 
 
+def _precisions(text: str) -> list[str]:
+    from export.formats import PRECISIONS
+
+    chosen = csv_list(text)
+    unknown = [p for p in chosen if p not in PRECISIONS["tflite"]]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown TFLite precision {unknown[0]!r}; choose from "
+                                         f"{', '.join(PRECISIONS['tflite'])}")
+    return chosen
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     install_parser = actions.add_parser("install", help="copy an export's TFLite files + manifest into the app, "
                                                         "check them, rewrite the golden vectors")
     install_parser.add_argument("export", type=Path, help="an export folder (with manifest.json)")
-    install_parser.add_argument("--precisions", default=",".join(DEFAULT_PRECISIONS),
+    install_parser.add_argument("--precisions", type=_precisions, default=list(DEFAULT_PRECISIONS),
                                 help="TFLite precisions to ship (default fp16,int8; fp32, int8-dynamic also exist)")
     golden_parser = actions.add_parser("golden", help="rewrite the golden vectors from the installed files")
     golden_parser.add_argument("--images", type=Path, nargs="+", help="real face photos (default android_demo/golden-images)")
@@ -303,8 +344,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "install":
-        precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
-        manifest = install(args.export, args.assets, precisions, args.golden)
+        manifest = install(args.export, args.assets, args.precisions, args.golden)
         for entry in manifest["files"]:
             print(f"installed {args.assets / entry['file']} ({entry['bytes'] / 1e6:.2f} MB, input {entry['input_tensor']['dtype']})")
         print(f"manifest: {args.assets / MANIFEST}\ngolden vectors: {args.golden}")

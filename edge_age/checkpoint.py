@@ -27,11 +27,14 @@ def load_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty (0 bytes): corrupt or truncated, not a checkpoint; restore a good copy")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ValueError(f"{path} is corrupt or truncated and cannot be loaded ({type(err).__name__}: "
-                         f"{str(err).splitlines()[0][:200]}). Delete it to start over, or restore a good copy.") from None
+        detail = (str(err).strip().splitlines() or [""])[0][:200]
+        raise ValueError(f"{path} is corrupt or truncated and cannot be loaded ({type(err).__name__}"
+                         f"{': ' + detail if detail else ''}); restore a good copy or retrain") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not an edge-age checkpoint (no '{FORMAT}' marker); "
                          "train with `edge-age train` or pass a run folder's best.pt")

@@ -18,6 +18,7 @@ import torch
 
 from edge_age.images import ImageReadError, load_for_model
 from edge_age.io import atomic_write_json
+from edge_age.manifest import confined
 
 DEFAULT_DATA_HINT = "../shared/data/utkface/images"
 UTKFACE_NAME = re.compile(r"^(\d{1,3})_([01])_([0-4])_(\d{8,})\.jpg\.chip\.jpg$")
@@ -90,29 +91,59 @@ def scan_utkface(folder: str | Path) -> LabelledImages:
     return LabelledImages(folder, files, np.array(ages, dtype=np.int64), np.array(genders, dtype=np.int64), skipped)
 
 
+MAX_LABEL_AGE = 120  # UTKFace's oldest face is 116
+
+
+def _parse_label_row(row: dict, root: Path, where: str) -> tuple[str, int, int]:
+    """(file, age, gender) of one CSV row, or ValueError saying what is wrong with it. The rule: ages are whole
+    years 0..120 ("34" or "34.0"; "34.5" is refused, not truncated), gender is 0 (male) or 1 (female), and the
+    file is a relative path inside the data folder."""
+    name = (row.get("file") or "").strip()
+    confined(root, name, where)  # no absolute path, no '..', no link out of the data folder
+    try:
+        age = float((row.get("age") or "").strip())
+    except ValueError:
+        raise ValueError(f"age {row.get('age')!r} is not a number") from None
+    if not age.is_integer() or not 0 <= age <= MAX_LABEL_AGE:
+        raise ValueError(f"age {row.get('age')!r} is not a whole number of years in 0..{MAX_LABEL_AGE}")
+    gender = (row.get("gender") or "").strip()
+    if gender not in ("0", "1"):
+        raise ValueError(f"gender {row.get('gender')!r} is not 0 (male) or 1 (female)")
+    return name, int(age), int(gender)
+
+
 def read_labels_csv(csv_path: str | Path, root: str | Path | None = None) -> LabelledImages:
-    """A CSV ``file,age,gender`` (gender 0 male, 1 female); files are relative to ``root`` (default: the CSV's folder)."""
+    """A CSV ``file,age,gender`` (gender 0 male, 1 female); files are relative to ``root`` (default: the CSV's
+    folder). A UTF-8 BOM, CRLF line ends, quoted fields and extra columns are fine. Rows that break the rule of
+    ``_parse_label_row``, and repeats of a file already listed, are left out, counted and named in a warning."""
     csv_path = Path(csv_path)
     root = Path(root) if root is not None else csv_path.parent
-    files, ages, genders = [], [], []
-    with open(csv_path, newline="") as handle:
+    files, ages, genders, rejected, seen = [], [], [], [], set()
+    with open(csv_path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
-        if reader.fieldnames is None or not {"file", "age", "gender"} <= set(reader.fieldnames):
+        columns = [c.strip().lower() for c in reader.fieldnames or []]
+        if not {"file", "age", "gender"} <= set(columns):
             raise ValueError(f"{csv_path}: needs a header with columns file,age,gender (gender 0 male, 1 female); "
                              f"found {reader.fieldnames}")
+        reader.fieldnames = columns
         for line_no, row in enumerate(reader, start=2):
             try:
-                age, gender = int(float(row["age"])), int(row["gender"])
-            except (TypeError, ValueError):
-                raise ValueError(f"{csv_path}:{line_no}: age and gender must be numbers, got {row}") from None
-            if gender not in (0, 1) or age < 0:
-                raise ValueError(f"{csv_path}:{line_no}: gender must be 0 (male) or 1 (female) and age >= 0, got {row}")
-            files.append(row["file"])
+                name, age, gender = _parse_label_row(row, root, "file")
+                if name in seen:
+                    raise ValueError(f"{name!r} is listed again (first label kept)")
+            except ValueError as err:
+                rejected.append(f"line {line_no}: {err}")
+                continue
+            seen.add(name)
+            files.append(name)
             ages.append(age)
             genders.append(gender)
+    if rejected:
+        shown = "; ".join(rejected[:5]) + (" ..." if len(rejected) > 5 else "")
+        warnings.warn(f"{csv_path}: skipped {len(rejected)} row(s): {shown}", stacklevel=2)
     if not files:
-        raise ValueError(f"{csv_path}: no rows")
-    return LabelledImages(root, files, np.array(ages, dtype=np.int64), np.array(genders, dtype=np.int64))
+        raise ValueError(f"{csv_path}: no usable rows" + (f" ({len(rejected)} rejected: {rejected[0]})" if rejected else ""))
+    return LabelledImages(root, files, np.array(ages, dtype=np.int64), np.array(genders, dtype=np.int64), rejected)
 
 
 def load_labelled(data_dir: str | Path, labels_csv: str | Path | None = None) -> LabelledImages:

@@ -10,11 +10,13 @@ of the found rate; the accuracy figures are over the faces found, and both are r
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from edge_age.cli_args import output_file, positive_int
 from edge_age.data import load_labelled
 from edge_age.faces import FaceAligner, largest
 from edge_age.images import resize_square
@@ -28,8 +30,9 @@ BATCH = 64
 
 def evaluate(model_path: str | Path, data_dir: str | Path, labels_csv: str | Path | None = None, align: bool = False,
              limit: int | None = None, detector: str = "hog", landmarks: int = 5, threads: int | None = None,
-             progress: bool = True) -> dict:
-    """Predict every labelled image and summarise: N, found rate, age MAE, CS(0..10), gender accuracy, per image."""
+             progress: bool = True, records_out: Path | None = None) -> dict:
+    """Predict every labelled image and summarise: N, found rate, age MAE, CS(0..10), gender accuracy, per image.
+    ``records_out``: each image's record is appended there as a JSON line as soon as it is predicted."""
     from tqdm import tqdm
 
     labelled = load_labelled(data_dir, labels_csv)
@@ -37,7 +40,8 @@ def evaluate(model_path: str | Path, data_dir: str | Path, labels_csv: str | Pat
         labelled = labelled.sample(limit)
     model = open_model_file(model_path, threads)
     aligner = FaceAligner(detector, landmarks) if align else None
-    records, pending = [], []  # pending: (record, chip pixels) waiting for a batch
+    records, pending, waiting = [], [], []  # pending: (record, chip pixels) for the next batch; waiting: unwritten
+    lines = open(records_out, "w", encoding="utf-8") if records_out else None
 
     def flush():
         if pending:
@@ -45,11 +49,16 @@ def evaluate(model_path: str | Path, data_dir: str | Path, labels_csv: str | Pat
             for (record, _), age, p_female in zip(pending, ages, female):
                 record.update(age=float(age), p_female=float(p_female))
             pending.clear()
+        if lines:
+            lines.writelines(json.dumps(record) + "\n" for record in waiting)
+            lines.flush()
+        waiting.clear()
 
     for path, true_age, true_gender in tqdm(zip(labelled.paths, labelled.ages, labelled.genders), total=len(labelled),
                                             desc="evaluate", unit="image", file=sys.stderr, disable=not progress or None):
         record = {"file": str(path.relative_to(labelled.root)), "true_age": int(true_age), "true_gender": int(true_gender)}
         records.append(record)
+        waiting.append(record)
         _, faces, record["status"] = find_faces(path, aligner)
         face = largest(faces)
         if face is None:
@@ -60,6 +69,8 @@ def evaluate(model_path: str | Path, data_dir: str | Path, labels_csv: str | Pat
         if len(pending) == BATCH:
             flush()
     flush()
+    if lines:
+        lines.close()
     found = [r for r in records if r["status"] == "ok"]
     summary = {"model": str(model_path), "model_name": model.name, "runtime": model.runner.kind,
                "data": str(labelled.root), "labels": str(labels_csv) if labels_csv else "UTKFace file names",
@@ -82,18 +93,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="folder of images (UTKFace-named, or listed in --labels)")
     parser.add_argument("--labels", metavar="CSV", help="file,age,gender CSV (gender 0 male, 1 female), files relative to --data")
     parser.add_argument("--align", action="store_true", help="find and align each face with dlib first (raw photos)")
-    parser.add_argument("--limit", type=int, help="evaluate a seeded random sample of this many images")
-    parser.add_argument("--out", help="JSON file for the summary and per-image results (default: evaluation-MODEL.json)")
+    parser.add_argument("--limit", type=positive_int, help="evaluate a seeded random sample of this many images")
+    parser.add_argument("--out", type=output_file, help="JSON file for the summary and per-image results (default: "
+                        "evaluation-MODEL.json); while it runs, each image's result goes to OUT.partial.jsonl")
     add_face_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.limit is not None and args.limit <= 0:
-        raise ValueError(f"--limit must be a positive number of images, got {args.limit}")
+    out = args.out or output_file(f"evaluation-{Path(args.model).stem}.json")
+    partial = out.with_name(out.name + ".partial.jsonl")
     summary = evaluate(args.model, args.data, args.labels, args.align, args.limit, args.detector, args.landmarks,
-                       args.threads)
-    out = Path(args.out or f"evaluation-{Path(args.model).stem}.json")
+                       args.threads, records_out=partial)
     atomic_write_json(out, summary)
+    partial.unlink()  # written by this run; the summary now holds every record
     print(f"{summary['model_name']} ({summary['runtime']}) on {summary['n']} image(s) of {summary['data']}")
     print(f"  faces used: {summary['found']} ({summary['found_rate']:.1%}); no face: {summary['no_face']}; "
           f"unreadable: {summary['unreadable']}")

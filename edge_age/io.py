@@ -30,6 +30,16 @@ def _atomic_write(path: str | Path, write) -> None:
         raise
 
 
+def ordinary_permissions(path: str | Path) -> None:
+    """Give a file another library wrote (some make them executable) the permissions open() would: 0644 under
+    the usual umask; a folder (a Core ML package) 0755 with 0644 files inside."""
+    path = Path(path)
+    items = [path, *path.rglob("*")] if path.is_dir() else [path]
+    for item in items:
+        if not item.is_symlink():
+            os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~_UMASK)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     _atomic_write(path, lambda handle: handle.write(data))
 
@@ -51,4 +61,19 @@ def sha256_file(path: str | Path) -> str:
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_path(path: str | Path) -> str:
+    """sha256 of a file, or of a folder (a Core ML .mlpackage): each file's relative path and bytes, in name
+    order. Symbolic links inside a folder are refused, not followed."""
+    path = Path(path)
+    if not path.is_dir():
+        return sha256_file(path)
+    digest = hashlib.sha256()
+    for item in sorted(path.rglob("*")):
+        if item.is_symlink():
+            raise ValueError(f"{item}: a symbolic link inside {path}; refusing to follow it")
+        if item.is_file():
+            digest.update(item.relative_to(path).as_posix().encode() + b"\0" + sha256_file(item).encode())
     return digest.hexdigest()

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from edge_age.cli_args import output_file, output_folder, positive_int
 from edge_age.faces import DETECTORS, Face, FaceAligner, whole_image_face
 from edge_age.images import ImageReadError, read_rgb, resize_square
 from edge_age.runtimes import ModelFile, open_model_file
@@ -99,19 +100,14 @@ def draw(result: ImageResult) -> Image.Image:
     return image
 
 
-def write_csv(results: list[ImageResult]) -> str:
+def csv_rows(result: ImageResult) -> list[dict]:
     """One row per face; a file without faces gets one row with its status and empty face columns."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
-    writer.writeheader()
-    for result in results:
-        if not result.faces:
-            writer.writerow({"file": result.file, "status": result.status})
-        for number, face in enumerate(result.faces):
-            writer.writerow({"file": result.file, "status": result.status, "face": number,
-                             **dict(zip(("left", "top", "right", "bottom"), face["box"])),
-                             "age": face["age"], "gender": face["gender"], "p_female": face["p_female"]})
-    return buffer.getvalue()
+    if not result.faces:
+        return [{"file": result.file, "status": result.status}]
+    return [{"file": result.file, "status": result.status, "face": number,
+             **dict(zip(("left", "top", "right", "bottom"), face["box"])),
+             "age": face["age"], "gender": face["gender"], "p_female": face["p_female"]}
+            for number, face in enumerate(result.faces)]
 
 
 def add_face_arguments(parser: argparse.ArgumentParser) -> None:
@@ -119,15 +115,17 @@ def add_face_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector", choices=DETECTORS, default="hog",
                         help="dlib's HOG frontal detector (fast) or its CNN (MMOD) detector (finds more, slow on CPU)")
     parser.add_argument("--landmarks", type=int, choices=(5, 68), default=5, help="dlib landmark model used to align")
-    parser.add_argument("--threads", type=int, default=None, help="runtime threads (default: the runtime's own)")
+    parser.add_argument("--threads", type=positive_int, default=None, help="runtime threads (default: the runtime's own)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="IMAGE_OR_DIR", help="an image file or a folder of images")
     parser.add_argument("--model", required=True, help="a checkpoint (.pt), .onnx or .tflite file from edge-age")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
-    parser.add_argument("--csv", metavar="FILE", help="also write one row per face to this CSV")
-    parser.add_argument("--save-annotated", metavar="DIR", help="write each image with boxes and labels drawn here")
+    parser.add_argument("--csv", metavar="FILE", type=output_file,
+                        help="also write one row per face to this CSV, row by row as images are done")
+    parser.add_argument("--save-annotated", metavar="DIR", type=output_folder,
+                        help="write each image with boxes and labels drawn here (NAME.annotated.jpg)")
     parser.add_argument("--chip", action="store_true",
                         help="the images are already aligned face crops (like UTKFace chips): skip face detection")
     add_face_arguments(parser)
@@ -136,23 +134,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from edge_age.io import atomic_write_bytes, atomic_write_text
+    from edge_age.io import atomic_write_bytes
 
     files = list_images(args.target)
     model = open_model_file(args.model, args.threads)
     aligner = None if args.chip else FaceAligner(args.detector, args.landmarks)
-    annotated_dir = Path(args.save_annotated) if args.save_annotated else None
+    annotated_dir = args.save_annotated
+    annotated = _annotated_names(files, args.target) if annotated_dir is not None else {}
+    clashes = [annotated_dir / name for name in annotated.values() if (annotated_dir / name).exists()]
+    if clashes:
+        raise FileExistsError(f"{clashes[0]} already exists ({len(clashes)} of the annotated images would replace "
+                              "files there); choose an empty --save-annotated folder")
     results = []
-    for path in tqdm(files, desc="predict", unit="image", file=sys.stderr, disable=len(files) == 1 or None):
-        result = analyse_image(path, model, aligner, keep_image=annotated_dir is not None)
-        if annotated_dir is not None and result.image is not None:
-            buffer = io.BytesIO()
-            draw(result).save(buffer, "JPEG", quality=92)
-            atomic_write_bytes(annotated_dir / f"{path.stem}.annotated.jpg", buffer.getvalue())
-            result.image = None
-        results.append(result)
-    if args.csv:
-        atomic_write_text(args.csv, write_csv(results))
+    csv_handle = open(args.csv, "w", newline="", encoding="utf-8") if args.csv else None
+    try:
+        writer = csv.DictWriter(csv_handle, fieldnames=CSV_COLUMNS) if csv_handle else None
+        if writer:
+            writer.writeheader()
+        for path in tqdm(files, desc="predict", unit="image", file=sys.stderr, disable=len(files) == 1 or None):
+            result = analyse_image(path, model, aligner, keep_image=annotated_dir is not None)
+            if annotated_dir is not None and result.image is not None:
+                buffer = io.BytesIO()
+                draw(result).save(buffer, "JPEG", quality=92)
+                atomic_write_bytes(annotated_dir / annotated[path], buffer.getvalue())
+                result.image = None
+            results.append(result)
+            if writer:  # row by row: an interruption keeps every image done so far
+                writer.writerows(csv_rows(result))
+                csv_handle.flush()
+    finally:
+        if csv_handle:
+            csv_handle.close()
     if args.json:
         print(json.dumps({"model": str(args.model), "results": [r.to_dict() for r in results]}, indent=2))
     else:
@@ -161,6 +173,16 @@ def run(args: argparse.Namespace) -> int:
     problems = sum(r.status != "ok" for r in results)
     print(f"{len(results)} image(s), {faces} face(s), {problems} without a prediction", file=sys.stderr)
     return 0
+
+
+def _annotated_names(files: list[Path], target: str | Path) -> dict[Path, str]:
+    """NAME.annotated.jpg per image; images of the same name in different subfolders keep their subfolder in it."""
+    root = Path(target) if Path(target).is_dir() else Path(target).parent
+    names = {}
+    for path in files:
+        relative = path.relative_to(root).with_suffix("")
+        names[path] = "__".join(relative.parts) + ".annotated.jpg"
+    return names
 
 
 def _print_table(results: list[ImageResult]) -> None:

@@ -201,11 +201,9 @@ def describe_model_file(path: Path, runner: Runner) -> dict:
         embedded = read_tflite_metadata(path).get("edge_age")
     if embedded:
         return json.loads(embedded)
-    manifest = path.parent / "manifest.json"
-    if manifest.is_file():
-        described = json.loads(manifest.read_text())
-        if any(entry.get("file") == path.name for entry in described.get("files", [])):
-            return described
+    listed = _listing_manifest(path)
+    if listed is not None:
+        return {"model": listed.model, "input": listed.input, "outputs": listed.header.get("outputs", [])}
     raise ModelFileError(f"{path}: carries no edge-age metadata (input size, normalisation) and no manifest.json "
                          "beside it lists it; export it with `edge-age export` or keep its manifest.json with it")
 
@@ -237,9 +235,35 @@ class ModelFile:
         return np.concatenate(ages), np.concatenate(genders)
 
 
+def _listing_manifest(path: Path):
+    """The export manifest beside ``path`` if it lists this file, else None (a lone file, or another manifest)."""
+    from edge_age.manifest import NAME, ManifestError, read_manifest
+
+    if not (path.parent / NAME).is_file():
+        return None
+    try:
+        manifest = read_manifest(path.parent)
+    except ManifestError:
+        return None
+    return manifest if any(e.file == path.name for e in manifest.files) else None
+
+
+def verify_listed_file(path: Path) -> None:
+    """A file that an export manifest beside it lists must still be the file it describes (size, sha256)."""
+    manifest = _listing_manifest(path)
+    if manifest is not None:
+        entry = next(e for e in manifest.files if e.file == path.name)
+        problem = manifest.verify(entry)
+        if problem:
+            raise ModelFileError(f"{path}: {problem} (checked against {path.parent / 'manifest.json'})")
+
+
 def open_model_file(path: str | Path, threads: int | None = None) -> ModelFile:
-    """A checkpoint, .onnx or .tflite file, its runtime chosen from the suffix and its preprocessing from itself."""
+    """A checkpoint, .onnx or .tflite file, its runtime chosen from the suffix and its preprocessing from itself.
+    A file listed by the export manifest beside it is checked against its sha256 first."""
     path = Path(path)
+    if path.is_file():
+        verify_listed_file(path)
     runner = open_runner(path, threads)
     try:
         description = describe_model_file(path, runner)

@@ -4,23 +4,23 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edge_age.cli_args import csv_list, positive_int
 from export.exporter import export_model, resolve_checkpoint
-
-
-def _csv_list(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", help="a finished training run folder (uses its best.pt and split.json)")
     source.add_argument("--checkpoint", help="a bare edge-age checkpoint file")
-    parser.add_argument("--formats", type=_csv_list, default=["onnx", "tflite", "coreml"], help="onnx,tflite,coreml")
-    parser.add_argument("--precisions", type=_csv_list, default=["fp32", "fp16", "int8"], help="fp32,fp16,int8")
-    parser.add_argument("--calib-images", type=int, default=256, help="real training images for int8 calibration")
-    parser.add_argument("--parity-images", type=int, default=200, help="real test images for the parity check")
+    parser.add_argument("--formats", type=csv_list, default=["onnx", "tflite", "coreml"], help="onnx,tflite,coreml")
+    parser.add_argument("--precisions", type=csv_list, default=["fp32", "fp16", "int8"], help="fp32,fp16,int8")
+    parser.add_argument("--calib-images", type=positive_int, default=256, help="real training images for int8 calibration")
+    parser.add_argument("--parity-images", type=positive_int, default=200, help="real test images for the parity check")
     parser.add_argument("--data", help="image folder (default: the run's data folder)")
-    parser.add_argument("--out", help="export folder (default exports/RUN_NAME)")
+    parser.add_argument("--out", help="export folder (default exports/RUN_NAME); an earlier export of the same "
+                        "checkpoint there keeps the variants this run does not redo")
+    parser.add_argument("--clean", action="store_true",
+                        help="first remove the files an earlier export in --out lists in its manifest (nothing else)")
     parser.add_argument("--int8-outputs", action="store_true",
                         help="give the full-integer TFLite file int8 outputs too (age in 0.5 y steps, P(female) in "
                              "1/255 steps), for NPUs that take only integer tensors; default: float outputs")
@@ -34,12 +34,12 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out or Path("exports") / (run_dir.name if run_dir else checkpoint.stem))
     manifest = export_model(checkpoint, out_dir, args.formats, args.precisions, run_dir=run_dir, data=args.data,
                             calib_images=args.calib_images, parity_images=args.parity_images,
-                            int8_outputs=args.int8_outputs)
+                            int8_outputs=args.int8_outputs, clean=args.clean)
     print(f"\n{'file':<34} {'MB':>7} {'status':<13} {'age max diff':>12} {'MAE change':>10} {'gender acc chg':>14}")
-    for entry in manifest["files"]:
-        p = entry.get("parity", {})
-        mb = f"{entry['bytes'] / 1e6:.2f}" if "bytes" in entry else "-"
-        print(f"{entry['file']:<34} {mb:>7} {entry['status']:<13} {p.get('age_max_diff_years', float('nan')):>12.4f} "
+    for entry in manifest.files:
+        p = entry.parity
+        mb = f"{entry.bytes / 1e6:.2f}" if entry.bytes is not None else "-"
+        print(f"{entry.file:<34} {mb:>7} {entry.status:<13} {p.get('age_max_diff_years', float('nan')):>12.4f} "
               f"{p.get('mae_change_years', float('nan')):>+10.3f} {p.get('gender_accuracy_change_points', float('nan')):>+14.2f}")
     print(f"manifest: {out_dir / 'manifest.json'}")
     if args.android:
@@ -49,4 +49,4 @@ def run(args: argparse.Namespace) -> int:
         installed = android.install(out_dir, args.android, golden=android.DEFAULT_GOLDEN if demo_assets else None)
         print(f"android: {', '.join(e['file'] for e in installed['files'])} -> {args.android}"
               + (f" (golden vectors rewritten: {android.DEFAULT_GOLDEN})" if demo_assets else ""))
-    return 0 if all(e["status"] in ("pass", "needs-macos") for e in manifest["files"]) else 1
+    return 0 if all(e.usable for e in manifest.files) else 1

@@ -2,14 +2,17 @@
 real images, and write the export folder's manifest.json.
 
 A variant that fails to export or fails parity is recorded with its reason and never stops the others.
-Files are written under a temporary name and renamed into place; manifest.json is written last, so an
-interrupted export never looks complete.
+Files are written in a private staging folder and renamed into place; manifest.json (edge_age.manifest)
+is rewritten after each file, so an interrupted export lists exactly what it finished. Nothing in the
+output folder that an earlier edge-age export did not write is ever overwritten or removed.
 """
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,12 +21,13 @@ import torch
 
 from edge_age.checkpoint import load_model
 from edge_age.data import apply_split, decoded_cache, load_labelled, load_split, resolve_run_data_dir
-from edge_age.io import atomic_write_json, sha256_file
+from edge_age.io import ordinary_permissions, sha256_file, sha256_path
+from edge_age.manifest import NAME as MANIFEST_NAME
+from edge_age.manifest import FileEntry, Manifest, read_manifest, relative_to_folder
 from edge_age.registry import OUTPUT_MEANINGS, AgeGenderModel
 from edge_age.runtimes import OUTPUT_NAMES, open_runner
 from export.formats import EXPORTERS, EXTRA_FOR, PRECISIONS, SUFFIX, DeployModel
 
-MANIFEST_FORMAT = "edge-age-export/1"
 # Raised whenever a change alters what exported files contain, so `edge-age pipeline` redoes older exports.
 # 2: MA-SFV2's full-int8 TFLite channel joins as padded adds (concat fix), standard TFLite metadata.
 EXPORTER_REVISION = 2
@@ -147,30 +151,70 @@ def check_coreml(path: Path, precision: str, size: int) -> dict:
             "metadata": dict(mlmodel.user_defined_metadata)}
 
 
-def export_model(checkpoint: Path, out_dir: Path, formats: list[str], precisions: list[str], run_dir: Path | None = None,
-                 data: str | None = None, calib_images: int = 256, parity_images: int = 200,
-                 int8_outputs: bool = False) -> dict:
-    """Export every (format, precision) pair; returns the manifest (also written to out_dir/manifest.json).
-    ``int8_outputs``: the full-integer TFLite file gets int8 output tensors as well as an int8 input."""
+def check_export_request(out_dir: Path, formats: list[str], precisions: list[str], calib_images: int,
+                         parity_images: int) -> None:
+    """Every option checked before the long work starts."""
+    if not formats:
+        raise ValueError("--formats is empty; choose from " + ", ".join(EXPORTERS))
+    if not precisions:
+        raise ValueError("--precisions is empty; choose from fp32, fp16, int8")
     for fmt in formats:
         if fmt not in EXPORTERS:
             raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(EXPORTERS)}")
-    known = {"fp32", "fp16", "int8"}
     for precision in precisions:
-        if precision not in known:
-            raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(sorted(known))}")
+        if precision not in ("fp32", "fp16", "int8"):
+            raise ValueError(f"unknown precision {precision!r}; choose from fp16, fp32, int8")
+    if calib_images < 1 or parity_images < 1:
+        raise ValueError(f"--calib-images and --parity-images must be positive, got {calib_images} and {parity_images}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} is a file, not a folder; choose a folder for the export")
+
+
+def plan_output(out_dir: Path, checkpoint_sha256: str, names: list[str], clean: bool) -> list[FileEntry]:
+    """What an earlier export in ``out_dir`` leaves standing: the entries of the same checkpoint that this export
+    does not redo (a re-export of a subset keeps the rest). Refuses, before any work, to overwrite a file this
+    tool did not write, or to mix two checkpoints in one folder; ``clean`` removes the earlier export's own files."""
+    previous = read_manifest(out_dir) if (out_dir / MANIFEST_NAME).is_file() else None
+    if previous is not None and (clean or previous.source.get("checkpoint_sha256") != checkpoint_sha256):
+        if not clean:
+            raise FileExistsError(f"{out_dir} holds an export of another checkpoint "
+                                  f"({previous.model.get('name')}, {previous.source.get('checkpoint')}); choose "
+                                  "another --out, or pass --clean to remove that export's files first")
+        for entry in previous.files:
+            _remove_own(previous.path(entry), entry)
+        (out_dir / MANIFEST_NAME).unlink()
+        previous = None
+    ours = {e.file for e in previous.files} if previous else set()
+    strangers = [name for name in names if (out_dir / name).exists() and name not in ours]
+    if strangers:
+        raise FileExistsError(f"{out_dir} already has {', '.join(strangers)}, which no manifest there lists: not "
+                              "written by edge-age export, so it is left alone; move it or choose another --out")
+    return [e for e in previous.files if e.file not in names] if previous else []
+
+
+def export_model(checkpoint: Path, out_dir: Path, formats: list[str], precisions: list[str], run_dir: Path | None = None,
+                 data: str | None = None, calib_images: int = 256, parity_images: int = 200,
+                 int8_outputs: bool = False, clean: bool = False) -> Manifest:
+    """Export every (format, precision) pair and write out_dir/manifest.json. Variants of the same checkpoint
+    exported earlier into ``out_dir`` are kept; ``int8_outputs``: the full-integer TFLite file gets int8 output
+    tensors as well as an int8 input."""
+    out_dir = Path(out_dir)
+    check_export_request(out_dir, formats, precisions, calib_images, parity_images)
     model, payload = load_model(checkpoint)
+    checkpoint_sha256 = sha256_file(checkpoint)
+    wanted = [(fmt, precision, f"{payload['model']['name']}_{precision}{SUFFIX[fmt]}")
+              for fmt in formats for precision in _variants(fmt, precisions)]
+    kept = plan_output(out_dir, checkpoint_sha256, [name for _, _, name in wanted], clean)
     _writable(out_dir)
     spec = model.input_spec
     calibration, parity_inputs, labels = real_images(model, run_dir, data, calib_images, parity_images)
     with torch.no_grad():
         reference = tuple(t.numpy() for t in DeployModel(model).eval()(torch.from_numpy(parity_inputs)))
-    manifest = {
-        "format": MANIFEST_FORMAT,
+    header = {
         "exporter_revision": EXPORTER_REVISION,
         "model": payload["model"],
-        "source": {"run": str(run_dir) if run_dir else None, "checkpoint": str(checkpoint),
-                   "checkpoint_sha256": sha256_file(checkpoint), "epoch": payload.get("epoch")},
+        "source": {"run": relative_to_folder(run_dir, out_dir), "checkpoint": relative_to_folder(checkpoint, out_dir),
+                   "checkpoint_sha256": checkpoint_sha256, "epoch": payload.get("epoch")},
         "input": {"name": "image", **spec.to_dict(),
                   "preprocessing": "RGB face crop resized to size x size (bilinear), x/255, then (x - mean) / std"},
         "outputs": [{"name": "age", "meaning": OUTPUT_MEANINGS["age"]},
@@ -180,70 +224,78 @@ def export_model(checkpoint: Path, out_dir: Path, formats: list[str], precisions
         "parity_images": {"n": len(parity_inputs), "from": labels["source"]},
         "calibration_images": {"n": len(calibration), "from": "train"},
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "files": [],
     }
-    embedded = {"edge_age": json.dumps({k: manifest[k] for k in ("model", "input", "outputs", "age_output")})}
-    partial = out_dir / ".partial"
-    partial.mkdir(parents=True, exist_ok=True)
-    for fmt in formats:
-        for precision in _variants(fmt, precisions):
-            name = f"{payload['model']['name']}_{precision}{SUFFIX[fmt]}"
-            entry = {"file": name, "format": fmt, "precision": precision,
-                     "layout": "NHWC" if fmt == "tflite" else "NCHW",
-                     "input_shape": [1, spec.size, spec.size, 3] if fmt == "tflite" else
-                                    (["batch", 3, spec.size, spec.size] if fmt == "onnx" else [1, 3, spec.size, spec.size])}
-            print(f"export {fmt} {precision} -> {out_dir / name}", file=sys.stderr, flush=True)
-            started = time.perf_counter()
-            tmp_path, final_path = partial / name, out_dir / name
-            try:
-                options = {"int8_outputs": int8_outputs} if fmt == "tflite" else {}
-                EXPORTERS[fmt](model, precision, calibration, tmp_path, embedded, **options)
-            except Exception as err:  # one failing variant must not stop the others
-                _remove(tmp_path)
-                entry.update(status="export-failed", reason=f"{type(err).__name__}: {str(err).strip()[:400]}")
-                if isinstance(err, ImportError):
-                    entry["reason"] += f" (pip install -e \".[{EXTRA_FOR[fmt]}]\")"
-                manifest["files"].append(entry)
-                print(f"  export failed: {entry['reason']}", file=sys.stderr)
-                continue
-            _remove(final_path)
-            tmp_path.rename(final_path)
-            entry["export_seconds"] = round(time.perf_counter() - started, 1)
-            entry["bytes"] = _size(final_path)
-            entry["sha256"] = sha256_file(final_path) if final_path.is_file() else None
-            try:
-                if fmt == "coreml":
-                    entry.update(check_coreml(final_path, precision, spec.size))
-                else:
-                    runner = open_runner(final_path)
-                    if fmt == "tflite":
-                        entry.update(runner.tensor_specs())
-                    entry["parity"] = parity(runner, reference, parity_inputs, labels, precision)
-                    entry.update(status=entry["parity"]["status"], reason=entry["parity"]["reason"])
-            except Exception as err:
-                entry.update(status="fail", reason=f"could not run in its runtime: {type(err).__name__}: {str(err)[:300]}")
-            print(f"  {entry['status']} {entry.get('reason', '')}", file=sys.stderr)
-            manifest["files"].append(entry)
-    shutil.rmtree(partial, ignore_errors=True)
-    _remove_stale_files(out_dir, {entry["file"] for entry in manifest["files"]})
-    atomic_write_json(out_dir / "manifest.json", manifest)
+    manifest = Manifest(out_dir, header, list(kept))
+    embedded = {"edge_age": json.dumps({k: header[k] for k in ("model", "input", "outputs", "age_output")})}
+    staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=out_dir))  # ours alone, removed at the end
+    try:
+        for fmt, precision, name in wanted:
+            entry = _export_variant(model, fmt, precision, name, staging, out_dir, calibration, embedded, int8_outputs,
+                                    reference, parity_inputs, labels)
+            manifest.files.append(entry)
+            manifest.write()  # after every file, so an interrupted export keeps what it finished
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    order = {name: i for i, (_, _, name) in enumerate(wanted)}
+    manifest.files.sort(key=lambda e: (e.file in order, order.get(e.file, 0)))
+    manifest.write()
     return manifest
 
 
-def _remove_stale_files(out_dir: Path, current: set[str]) -> None:
-    """Files of an earlier export into the same folder that this export did not write (another model, other
-    precisions): left in place they would sit beside a manifest that does not describe them."""
-    old_manifest = out_dir / "manifest.json"
-    if not old_manifest.is_file():
-        return
+def _export_variant(model, fmt, precision, name, staging, out_dir, calibration, embedded, int8_outputs, reference,
+                    parity_inputs, labels) -> FileEntry:
+    """Export one file into the staging folder, move it into place, and check it in its runtime."""
+    size = model.input_spec.size
+    details = {"layout": "NHWC" if fmt == "tflite" else "NCHW",
+               "input_shape": [1, size, size, 3] if fmt == "tflite" else
+                              (["batch", 3, size, size] if fmt == "onnx" else [1, 3, size, size])}
+    entry = FileEntry(file=name, format=fmt, precision=precision, status="export-failed", details=details)
+    print(f"export {fmt} {precision} -> {out_dir / name}", file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    tmp_path, final_path = staging / name, out_dir / name
     try:
-        previous = {entry["file"] for entry in json.loads(old_manifest.read_text()).get("files", [])}
-    except (json.JSONDecodeError, AttributeError, KeyError, TypeError):
+        options = {"int8_outputs": int8_outputs} if fmt == "tflite" else {}
+        EXPORTERS[fmt](model, precision, calibration, tmp_path, embedded, **options)
+    except Exception as err:  # one failing variant must not stop the others
+        entry.reason = f"{type(err).__name__}: {str(err).strip()[:400]}"
+        if isinstance(err, ImportError):
+            entry.reason += f" (pip install -e \".[{EXTRA_FOR[fmt]}]\")"
+        print(f"  export failed: {entry.reason}", file=sys.stderr)
+        return entry
+    if final_path.is_dir() and not final_path.is_symlink():  # our own earlier .mlpackage (plan_output checked)
+        shutil.rmtree(final_path)
+    ordinary_permissions(tmp_path)
+    os.replace(tmp_path, final_path)
+    details["export_seconds"] = round(time.perf_counter() - started, 1)
+    entry.bytes = _size(final_path)
+    entry.sha256 = sha256_path(final_path)
+    try:
+        if fmt == "coreml":
+            checked = check_coreml(final_path, precision, size)
+            entry.status, entry.reason = checked.pop("status"), checked.pop("reason")
+            details.update(checked)
+        else:
+            runner = open_runner(final_path)
+            if fmt == "tflite":
+                details.update(runner.tensor_specs())
+            details["parity"] = parity(runner, reference, parity_inputs, labels, precision)
+            entry.status, entry.reason = details["parity"]["status"], details["parity"]["reason"]
+    except Exception as err:
+        entry.status, entry.reason = "fail", f"could not run in its runtime: {type(err).__name__}: {str(err)[:300]}"
+    print(f"  {entry.status} {entry.reason}", file=sys.stderr)
+    return entry
+
+
+def _remove_own(path: Path, entry: FileEntry) -> None:
+    """--clean: remove one file an earlier export listed (already confined to its folder): a regular file, or the
+    folder of a Core ML package; never a link, never anything else."""
+    if path.is_symlink() or not path.exists():
         return
-    for name in sorted(previous - current):
-        if (out_dir / name).exists() and Path(name).name == name:
-            print(f"removing {out_dir / name}: left from an earlier export, not part of this one", file=sys.stderr)
-            _remove(out_dir / name)
+    if path.is_file():
+        path.unlink()
+    elif path.is_dir() and entry.format == "coreml" and path.suffix == SUFFIX["coreml"]:
+        shutil.rmtree(path)
+    print(f"removed {path} (--clean: listed by the earlier export's manifest)", file=sys.stderr)
 
 
 def _variants(fmt: str, precisions: list[str]) -> list[str]:
@@ -254,9 +306,8 @@ def _variants(fmt: str, precisions: list[str]) -> list[str]:
 def _writable(out_dir: Path) -> None:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write-test-"):
+            pass
     except OSError as err:
         raise PermissionError(f"cannot write to the output folder {out_dir}: {err.strerror}") from None
 
@@ -264,9 +315,3 @@ def _writable(out_dir: Path) -> None:
 def _size(path: Path) -> int:
     return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()

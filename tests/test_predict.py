@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from edge_age.cli import main
+from edge_age.io import sha256_file
 from tests.conftest import copy_real_faces
 
 
@@ -125,8 +126,16 @@ def test_a_model_file_without_metadata_or_manifest_is_refused(model_files, chips
     onnx.save(proto, str(tmp_path / "bare.onnx"))
     assert main(["predict", str(chips_dir), "--model", str(tmp_path / "bare.onnx")]) == 2
     assert "carries no edge-age metadata" in capsys.readouterr().err
-    shutil.copy(model_files["onnx"].parent / "manifest.json", tmp_path / "manifest.json")  # the manifest can stand in
+    shutil.copy(model_files["onnx"].parent / "manifest.json", tmp_path / "manifest.json")
     shutil.copy(tmp_path / "bare.onnx", tmp_path / "custom_cnn_fp32.onnx")
+    # a manifest describes other bytes than the file's: refused, never used
+    assert main(["predict", str(chips_dir), "--model", str(tmp_path / "custom_cnn_fp32.onnx"), "--chip"]) == 2
+    assert "changed" in capsys.readouterr().err  # its size or sha256 differs from the entry
+    # a manifest that describes this very file can stand in for the missing metadata
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    entry = next(e for e in manifest["files"] if e["file"] == "custom_cnn_fp32.onnx")
+    entry.update(sha256=sha256_file(tmp_path / "bare.onnx"), bytes=(tmp_path / "bare.onnx").stat().st_size)
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     assert _predict_json(capsys, chips_dir, "--model", tmp_path / "custom_cnn_fp32.onnx", "--chip")["results"][0]["status"] == "ok"
 
 

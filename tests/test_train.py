@@ -122,9 +122,14 @@ def test_corrupt_last_checkpoint_is_a_clear_error(small_faces_dir, tmp_path, cap
 
 def test_diverging_loss_stops_with_a_message(small_faces_dir, tmp_path, capsys):
     run_dir = tmp_path / "nan"
-    assert _train(["--model", "custom_cnn", "--data", str(small_faces_dir), "--epochs", "3", "--lr", "1e30",
-                   "--out", str(run_dir), *SMALL]) == 2
-    assert "the loss became nan" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # an absurd learning rate is refused before any work
+        _train(["--model", "custom_cnn", "--data", str(small_faces_dir), "--lr", "1e30", "--out", str(run_dir), *SMALL])
+    assert refused.value.code == 2 and "must be in (0, 1]" in capsys.readouterr().err
+    assert not run_dir.exists()
+    # a loss weight that overflows float32 makes the loss infinite on the first step
+    assert _train(["--model", "custom_cnn", "--data", str(small_faces_dir), "--epochs", "3", "--loss",
+                   "age_l1=1e38,gender_bce=1", "--out", str(run_dir), *SMALL]) == 2
+    assert "the loss became inf" in capsys.readouterr().err
     assert not (run_dir / "test_metrics.json").exists()
 
 

@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
-from train.engine import RunOptions, train
+from edge_age.cli_args import key_values, learning_rate, non_negative_int, positive_int
+from train.engine import LOSS_TERMS, RunOptions, train
 from train.recipes import RECIPES, resolve_recipe
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}")
-    return value
+# Flags that define what a run trains: with --resume they must repeat the stored values (only --epochs may change).
+RECIPE_FLAGS = ("recipe", "model", "batch_size", "img_size", "lr", "subset", "width", "augment", "loss", "model_options",
+                "backbone_weights", "pretrained", "seed")
 
 
 def _subset(text: str) -> int | str:
@@ -24,62 +23,56 @@ def _subset(text: str) -> int | str:
     if text == "all":
         return "all"
     try:
-        return _positive_int(text)
-    except (ValueError, argparse.ArgumentTypeError):
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"takes a positive whole number or 'all', got {text!r}") from None
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
-def _key_values(text: str) -> dict:
-    """'a=1,b=x' -> {'a': 1, 'b': 'x'} (numbers and true/false parsed)."""
-    result = {}
-    for item in filter(None, text.split(",")):
-        if "=" not in item:
-            raise argparse.ArgumentTypeError(f"expected key=value, got {item!r}")
-        key, raw = item.split("=", 1)
-        try:
-            value = json.loads(raw.lower() if raw.lower() in ("true", "false") else raw)
-        except json.JSONDecodeError:
-            value = raw
-        result[key.strip()] = value
-    return result
+def _loss_weights(text: str) -> dict:
+    """'age_l1=1,gender_bce=0.5': known terms with finite, non-negative weights, not all zero."""
+    weights = key_values(text)
+    for key, value in weights.items():
+        if key not in LOSS_TERMS:
+            raise argparse.ArgumentTypeError(f"unknown loss term {key!r}; use {', '.join(LOSS_TERMS)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise argparse.ArgumentTypeError(f"loss weight {key}={value!r} must be a number >= 0")
+    if not any(weights.values()):
+        raise argparse.ArgumentTypeError("every loss weight is 0: nothing would be learned")
+    return weights
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="custom_cnn, vgg16_transfer or ma_sfv2 (implied by a seed recipe)")
-    parser.add_argument("--recipe", default="quick", help=f"quick (per model), {', '.join(RECIPES)}")
+    parser.add_argument("--model", help="a registered model (`edge-age models`); implied by a seed recipe")
+    parser.add_argument("--recipe", help=f"quick (per model; the default), {', '.join(RECIPES)}")
     parser.add_argument("--data", help="image folder (default: $EDGE_AGE_DATA or ../shared/data/utkface/images)")
     parser.add_argument("--labels", help="CSV file,age,gender for a folder that is not UTKFace-named")
     parser.add_argument("--out", help="run folder (default runs/MODEL-RECIPE)")
-    parser.add_argument("--epochs", type=_positive_int, help="epochs of each phase")
-    parser.add_argument("--batch-size", type=_positive_int)
-    parser.add_argument("--img-size", type=_positive_int, help="input side in pixels")
-    parser.add_argument("--lr", type=_positive_float, help="learning rate of each phase")
+    parser.add_argument("--epochs", type=positive_int, help="epochs of each phase (with --resume: extends or "
+                        "shortens the run, recorded in config.json)")
+    parser.add_argument("--batch-size", type=positive_int)
+    parser.add_argument("--img-size", type=positive_int, help="input side in pixels")
+    parser.add_argument("--lr", type=learning_rate, help="learning rate of each phase, in (0, 1]")
     parser.add_argument("--subset", type=_subset,
                         help="draw N images before splitting (coursework: 5000); 'all' for the whole set")
     parser.add_argument("--width", type=float, help="MA-SFV2 width multiplier (0.5, 1.0, 1.5, 2.0)")
     parser.add_argument("--augment", choices=["coursework", "paper", "none"])
-    parser.add_argument("--loss", type=_key_values, help="loss weights, e.g. age_l1=1,gender_bce=1")
-    parser.add_argument("--model-options", type=_key_values, help="e.g. attention=false,age_output=regression")
+    parser.add_argument("--loss", type=_loss_weights, help=f"loss weights of {', '.join(LOSS_TERMS)}, "
+                        "e.g. age_l1=1,gender_bce=1")
+    parser.add_argument("--model-options", type=key_values, help="e.g. attention=false,age_output=regression")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, help="seed of the split, initial weights and augmentation (default 0)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
     parser.add_argument("--force", action="store_true", help="overwrite a run folder that already holds a run")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (GPU)")
-    parser.add_argument("--workers", type=int, default=0, help="data-loader worker processes (0: in the main process)")
+    parser.add_argument("--workers", type=non_negative_int, default=0,
+                        help="data-loader worker processes (0: in the main process)")
     parser.add_argument("--backbone-weights", help="torchvision-format VGG16 ImageNet file (vgg16-397923af.pth)")
     parser.add_argument("--pretrained", action="store_true", help="fetch VGG16 ImageNet weights through torch.hub")
 
 
 def recipe_from_args(args: argparse.Namespace) -> dict:
     """The named recipe with every flag override applied and recorded under 'overrides'."""
-    recipe = resolve_recipe(args.recipe, args.model)
+    recipe = resolve_recipe(args.recipe or "quick", args.model)
     overrides = {}
     for flag, key in (("batch_size", "batch_size"), ("img_size", "img_size"), ("subset", "subset"),
                       ("augment", "augmentation")):
@@ -104,10 +97,55 @@ def recipe_from_args(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.resume:
+        return _resume(args)
     recipe = recipe_from_args(args)
-    out_dir = Path(args.out or f"runs/{recipe['model']}-{args.recipe}")
-    options = RunOptions(out_dir=out_dir, data=args.data, labels_csv=args.labels, device=args.device, seed=args.seed,
+    out_dir = Path(args.out or f"runs/{recipe['model']}-{recipe['name']}")
+    options = RunOptions(out_dir=out_dir, data=args.data, labels_csv=args.labels, device=args.device,
+                         seed=args.seed if args.seed is not None else 0,
                          resume=args.resume, force=args.force, compile=args.compile, workers=args.workers,
                          backbone_weights=args.backbone_weights, pretrained=args.pretrained)
     train(recipe, options)
     return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    """--resume continues the recipe stored in the run. --epochs may change its length (recorded in config.json);
+    any other recipe flag must repeat the stored value: one that differs is refused, never ignored."""
+    if not args.out:
+        raise ValueError("--resume needs --out RUN_FOLDER (the run to continue)")
+    config_path = Path(args.out) / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"--resume: {config_path} is missing; is {args.out} a run folder?")
+    stored = json.loads(config_path.read_text())
+    differing = _differences(args, stored["recipe"], stored.get("seed", 0))
+    if differing:
+        raise ValueError(f"--resume continues {args.out} with the recipe it started with, but "
+                         f"{'; '.join(differing)}. Only --epochs can change on --resume; for other settings start a "
+                         "new run (--out)")
+    options = RunOptions(out_dir=Path(args.out), data=args.data, labels_csv=args.labels, device=args.device,
+                         resume=True, compile=args.compile, workers=args.workers, resume_epochs=args.epochs)
+    train(None, options)
+    return 0
+
+
+def _differences(args: argparse.Namespace, recipe: dict, seed: int) -> list[str]:
+    """The recipe flags given with --resume whose value is not the stored one, in words."""
+    stored = {"recipe": recipe.get("name"), "model": recipe["model"], "batch_size": recipe["batch_size"],
+              "img_size": recipe["img_size"], "subset": recipe.get("subset") or "all",
+              "augment": recipe.get("augmentation"), "lr": recipe["phases"][0]["lr"],
+              "width": recipe.get("model_options", {}).get("width"), "loss": recipe.get("loss"), "seed": seed}
+    given = {flag: getattr(args, flag) for flag in RECIPE_FLAGS if getattr(args, flag) not in (None, False)}
+    differing = []
+    for flag, value in given.items():
+        if flag == "model_options":
+            mismatched = {k: v for k, v in value.items() if recipe.get("model_options", {}).get(k) != v}
+            if mismatched:
+                differing.append(f"--model-options {mismatched} differs from the stored {recipe.get('model_options')}")
+        elif flag in ("backbone_weights", "pretrained"):
+            differing.append(f"--{flag.replace('_', '-')} means nothing on --resume (last.pt holds all weights)")
+        elif flag == "lr" and any(phase["lr"] != value for phase in recipe["phases"]):
+            differing.append(f"--lr {value} differs from the stored {[phase['lr'] for phase in recipe['phases']]}")
+        elif flag in stored and flag != "lr" and stored[flag] != value:
+            differing.append(f"--{flag.replace('_', '-')} {value} differs from the stored {stored[flag]}")
+    return differing

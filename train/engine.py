@@ -52,7 +52,7 @@ class RunOptions:
     data: str | None = None
     labels_csv: str | None = None
     device: str = "auto"
-    seed: int = 0
+    seed: int | None = None  # None: 0 for a new run, the run's own seed on --resume
     resume: bool = False
     force: bool = False
     compile: bool = False
@@ -60,6 +60,7 @@ class RunOptions:
     backbone_weights: str | None = None
     pretrained: bool = False
     eval_batch_size: int = 128
+    resume_epochs: int | None = None  # --resume --epochs N: the resumed run's phases last N epochs
 
 
 # ---------------------------------------------------------------- devices and processes
@@ -269,8 +270,9 @@ def _write_metrics(path: Path, rows: list[dict]) -> None:
 
 # ---------------------------------------------------------------- the loop
 
-def train(recipe: dict, options: RunOptions) -> dict:
-    """Run (or resume) a recipe; returns the test metrics. Rank 0 writes everything under options.out_dir."""
+def train(recipe: dict | None, options: RunOptions) -> dict:
+    """Run a recipe, or resume the one stored in the run (``recipe`` None); returns the test metrics.
+    Rank 0 writes everything under options.out_dir."""
     procs, device = start_processes(options.device)
     out_dir = Path(options.out_dir)
     log = (lambda *a: print(*a, flush=True)) if procs.is_main else (lambda *a: None)
@@ -279,8 +281,17 @@ def train(recipe: dict, options: RunOptions) -> dict:
     procs.barrier()
 
     resumed = load_checkpoint(out_dir / "last.pt") if options.resume else None
+    changes = {}
     if resumed is not None:
         recipe = resumed["recipe"]  # a resumed run keeps the recipe it started with
+        config_path = out_dir / "config.json"
+        options.seed = json.loads(config_path.read_text()).get("seed", 0) if config_path.is_file() else 0
+        if options.resume_epochs is not None:
+            changes = _change_epochs(recipe, resumed, options.resume_epochs)
+            log(f"--resume --epochs {options.resume_epochs}: each phase now lasts {options.resume_epochs} epochs "
+                f"(was {changes['epochs_before']}); recorded in config.json")
+    elif options.seed is None:
+        options.seed = 0
     log("recipe " + json.dumps(recipe, indent=2))
 
     data = load_labelled(resolve_data_dir(options.data), options.labels_csv)
@@ -322,6 +333,9 @@ def train(recipe: dict, options: RunOptions) -> dict:
                   "started": time.strftime("%Y-%m-%d %H:%M:%S"), "resumed": options.resume}
         if options.resume and (out_dir / "config.json").exists():
             config = {**json.loads((out_dir / "config.json").read_text()), "resumed": True}
+            if changes:
+                config["recipe"] = recipe
+                config["changed_on_resume"] = [*config.get("changed_on_resume", []), changes]
         atomic_write_json(out_dir / "config.json", config)
 
     use_cuda = device.type == "cuda"
@@ -438,6 +452,20 @@ def train(recipe: dict, options: RunOptions) -> dict:
     if procs.world > 1:
         dist.destroy_process_group()
     return result
+
+
+def _change_epochs(recipe: dict, resumed: dict, epochs: int) -> dict:
+    """Apply --resume --epochs N to the stored recipe (and the checkpoint's copy of it); refuse to cut a phase
+    below the epochs it has already run."""
+    phase = recipe["phases"][resumed["phase_index"]]
+    if epochs < resumed["phase_epoch"]:
+        raise ValueError(f"--epochs {epochs}: phase {phase['name']} has already run {resumed['phase_epoch']} epochs; "
+                         f"give at least {resumed['phase_epoch']}")
+    before = [p["epochs"] for p in recipe["phases"]]
+    for each in recipe["phases"]:
+        each["epochs"] = epochs
+    return {"epochs_before": before, "epochs": epochs, "after_epoch": resumed["global_epoch"],
+            "when": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
 def _check_ranks_agree(model: AgeGenderModel, procs: Processes, device, log) -> None:

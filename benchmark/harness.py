@@ -117,13 +117,15 @@ def scored_images(exported: ExportedModel, scoring: Scoring):
     split_file = run / "split.json" if run is not None else None
     if scoring.whole_set or split_file is None or not split_file.is_file():
         if scoring.data is None and scoring.labels is None and not scoring.whole_set:
-            raise FileNotFoundError(f"{exported.label}: its run's split.json is not here ({split_file}); score it on "
-                                    "a labelled set with --data DIR [--labels CSV] --whole-set")
+            where = (f"its run's split.json is not here ({split_file})" if split_file is not None else
+                     "it was exported from a bare checkpoint, with no run and so no split")
+            raise FileNotFoundError(f"{exported.label}: {where}; score it on a labelled set with --data DIR "
+                                    "[--labels CSV] --whole-set")
         data = load_labelled(resolve_data_dir(scoring.data), scoring.labels)
         described = f"every image of {scoring.labels or data.root}"
     else:
         config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
-        data = apply_split(load_labelled(resolve_run_data_dir(scoring.data, config.get("data_root"))),
+        data = apply_split(load_labelled(resolve_run_data_dir(scoring.data, config.get("data_root"), run)),
                            load_split(split_file), scoring.split)
         described = f"the {scoring.split} split of its run"
     if scoring.limit:

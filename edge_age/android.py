@@ -295,7 +295,12 @@ def write_golden(assets: Path, out: Path, images: list[Path]) -> dict:
 def check_golden(assets: Path = DEFAULT_ASSETS, golden_path: Path = DEFAULT_GOLDEN) -> dict:
     """Raise AssetMismatch unless the golden vectors were made from exactly these assets and LiteRT still gives
     their recorded outputs for their recorded inputs."""
-    golden = json.loads(Path(golden_path).read_text())
+    try:
+        golden = json.loads(Path(golden_path).read_text())
+        golden["files"], golden["cases"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
+        raise AssetMismatch(f"{golden_path} is not a golden-vectors file ({type(err).__name__}); regenerate: "
+                            "edge-age android golden") from None
     manifest = check_assets(assets)
     current = {entry["file"]: entry["sha256"] for entry in manifest["files"]}
     if golden["files"] != current:
@@ -303,7 +308,9 @@ def check_golden(assets: Path = DEFAULT_ASSETS, golden_path: Path = DEFAULT_GOLD
                             f"hold ({current}); regenerate: edge-age android golden")
     runners = {file_name: TFLiteRunner(Path(assets) / file_name) for file_name in current}
     for case in golden["cases"]:
-        runner = runners[case["file"]]
+        runner = runners.get(case.get("file"))
+        if runner is None:  # a case naming a file the manifest does not list: never opened
+            raise AssetMismatch(f"{golden_path}: a case names {case.get('file')!r}, which the assets do not list")
         shape = runner.input["shape"]
         tensor = np.frombuffer(base64.b64decode(case["input_base64"]), dtype=np.dtype(case["input_dtype"])).reshape(shape)
         for recorded, value in zip(case["outputs"], runner.run_raw(tensor)):

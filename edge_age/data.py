@@ -175,11 +175,13 @@ def resolve_data_dir(flag: str | Path | None = None) -> Path:
     )
 
 
-def resolve_run_data_dir(flag: str | Path | None, recorded: str | None) -> Path:
-    """The data of a finished run: --data or $EDGE_AGE_DATA when given, else the folder the run recorded if it
-    exists on this machine (a run trained elsewhere recorded that machine's path), else the default location."""
-    if not flag and not os.environ.get("EDGE_AGE_DATA") and recorded and Path(recorded).is_dir():
-        return Path(recorded).resolve()
+def resolve_run_data_dir(flag: str | Path | None, recorded: str | None, run_dir: Path | None = None) -> Path:
+    """The data of a finished run: --data or $EDGE_AGE_DATA when given, else the folder the run recorded (relative
+    to ``run_dir``; older runs recorded an absolute path) if it exists on this machine, else the default location."""
+    if not flag and not os.environ.get("EDGE_AGE_DATA") and recorded:
+        path = Path(recorded) if Path(recorded).is_absolute() or run_dir is None else Path(run_dir) / recorded
+        if path.is_dir():
+            return path.resolve()
     return resolve_data_dir(flag)
 
 
@@ -200,7 +202,7 @@ def make_split(data: LabelledImages, seed: int = 0, fractions=DEFAULT_FRACTIONS,
     n_train = int(round(fractions[0] * len(perm)))
     n_val = int(round(fractions[1] * len(perm)))
     parts = {"train": perm[:n_train], "val": perm[n_train:n_train + n_val], "test": perm[n_train + n_val:]}
-    split = {"seed": seed, "subset": subset, "fractions": list(fractions), "data_root": str(data.root)}
+    split = {"seed": seed, "subset": subset, "fractions": list(fractions)}
     split["counts"] = {name: len(idx) for name, idx in parts.items()}
     for name, idx in parts.items():
         split[name] = sorted(data.files[i] for i in idx)

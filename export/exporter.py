@@ -61,7 +61,7 @@ def real_images(model: AgeGenderModel, run_dir: Path | None, data: str | None, c
     """Calibration images from the training split and parity images from the test split (topped up from
     validation if the test split is small), both as normalised float32 NCHW through the model's spec."""
     config = json.loads((run_dir / "config.json").read_text()) if run_dir and (run_dir / "config.json").exists() else {}
-    labelled = load_labelled(resolve_run_data_dir(data, config.get("data_root")))
+    labelled = load_labelled(resolve_run_data_dir(data, config.get("data_root"), run_dir))
     size = model.input_spec.size
     if run_dir is not None and (run_dir / "split.json").exists():
         split = load_split(run_dir / "split.json")

@@ -139,13 +139,19 @@ def test_bad_inputs_give_clear_errors(trained_runs, tmp_path, capsys):
     assert not list(tmp_path.glob("**/manifest.json"))
 
 
-def test_re_export_removes_files_the_new_manifest_does_not_describe(trained_runs, tmp_path):
+def test_re_export_keeps_other_variants_and_clean_starts_over(trained_runs, tmp_path):
+    """A re-export of a subset updates those files and keeps the rest (issue 17: it used to delete them);
+    --clean removes the earlier export's own files first, so the manifest lists just the new set."""
     out = tmp_path / "again"
     common = ["export", "--run", str(trained_runs["custom_cnn"]), "--out", str(out), "--formats", "onnx",
               "--calib-images", "8"]
     assert main([*common, "--precisions", "fp32,fp16"]) == 0
     assert (out / "custom_cnn_fp16.onnx").exists()
     assert main([*common, "--precisions", "fp32"]) == 0
+    assert (out / "custom_cnn_fp16.onnx").exists() and (out / "custom_cnn_fp32.onnx").exists()
+    listed = [f["file"] for f in json.loads((out / "manifest.json").read_text())["files"]]
+    assert sorted(listed) == ["custom_cnn_fp16.onnx", "custom_cnn_fp32.onnx"]
+    assert main([*common, "--precisions", "fp32", "--clean"]) == 0
     assert not (out / "custom_cnn_fp16.onnx").exists() and (out / "custom_cnn_fp32.onnx").exists()
     assert [f["file"] for f in json.loads((out / "manifest.json").read_text())["files"]] == ["custom_cnn_fp32.onnx"]
 

@@ -30,6 +30,7 @@ from edge_age.data import (MAX_BIN_AGE, CachedBatches, LabelledImages, apply_spl
                            load_split, make_split, resolve_data_dir, save_split)
 from edge_age.inference import predict
 from edge_age.io import atomic_write_json, atomic_write_text, sha256_file
+from edge_age.manifest import relative_to_folder
 from edge_age.metrics import summarize
 from edge_age.registry import AgeGenderModel, create_model
 from train.curves import plot_learning_curves
@@ -328,7 +329,8 @@ def train(recipe: dict | None, options: RunOptions) -> dict:
             f"train {len(train_set)}, val {len(val_set)}, test {split['counts']['test']}")
         config = {"recipe": recipe, "seed": options.seed, "model": model.config(),
                   "split_sha256": sha256_file(out_dir / "split.json"),
-                  "data_root": str(data.root), "device": str(device), "world_size": procs.world,
+                  "data_root": relative_to_folder(data.root, out_dir),  # relative: a run folder travels
+                  "device": str(device), "world_size": procs.world,
                   "git_commit": _git_commit(), "versions": _versions(),
                   "started": time.strftime("%Y-%m-%d %H:%M:%S"), "resumed": options.resume}
         if options.resume and (out_dir / "config.json").exists():

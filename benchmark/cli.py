@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from benchmark.harness import Scoring, find_exports, parse_threads, run_benchmark
+    from edge_age.benchmark.harness import Scoring, find_exports, parse_threads, run_benchmark
 
     if args.runs < 10:
         raise ValueError(f"--runs must be at least 10 for a median and p90 to mean something, got {args.runs}")

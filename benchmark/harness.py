@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.claims import recipe_summary
+from edge_age.benchmark.claims import recipe_summary
+from edge_age import formats
 from edge_age.checkpoint import load_checkpoint
 from edge_age.data import (apply_split, decoded_cache, load_labelled, load_split, resolve_data_dir,
                            resolve_run_data_dir)
@@ -40,7 +41,6 @@ class Scoring:
     split: str = "test"
     whole_set: bool = False
     limit: int | None = None
-RUNNABLE = {"pytorch", "onnx", "tflite"}
 
 
 @dataclass
@@ -136,8 +136,7 @@ def scored_images(exported: ExportedModel, scoring: Scoring):
 
 def _child(args: list[str]) -> dict:
     """Run benchmark/measure.py in a fresh process; its last stdout line is JSON."""
-    proc = subprocess.run([sys.executable, "-m", "benchmark.measure", *args], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parents[1])
+    proc = subprocess.run([sys.executable, "-m", "edge_age.benchmark.measure", *args], capture_output=True, text=True)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no error output"])[-1]
         raise RuntimeError(last[:400])
@@ -192,11 +191,12 @@ def benchmark_model(exported: ExportedModel, scoring: Scoring, thread_counts: li
                    "size_mb": variant["bytes"] / 1e6 if variant["bytes"] else None, "latency": {},
                    "recipe_summary": recipe_summary(exported.recipe)}
             name = f"{exported.label} {variant['format']} {variant['precision']}"
-            if variant["format"] not in RUNNABLE:
+            fmt = None if variant["format"] == "pytorch" else formats.get(variant["format"])
+            if fmt is not None and fmt.runner is None:
                 row["status"] = "not measured"
-                row["note"] = "Core ML runs only on Apple platforms: size and structure checked, no timing here"
+                row["note"] = fmt.not_runnable_because
                 results.append(row)
-                log(f"  {name}: not measured (needs macOS)")
+                log(f"  {name}: not measured ({fmt.not_runnable_because})")
                 continue
             if variant["status"] in ("export-failed", "file changed", "no reference"):
                 row["status"] = variant["status"].replace("-", " ")
@@ -260,9 +260,9 @@ def parse_threads(text: str) -> list[int]:
 def run_benchmark(exported: list[ExportedModel], out_dir: Path, scoring: Scoring, thread_counts: list[int], runs: int,
                   batch: int, command: str, log=print) -> list[dict]:
     """Measure every model, judge the claims and write report.md, results.csv/json and the plots."""
-    from benchmark.claims import judge_claims
-    from benchmark.report import write_results
-    from benchmark.training_speed import describe_machine
+    from edge_age.benchmark.claims import judge_claims
+    from edge_age.benchmark.report import write_results
+    from edge_age.train.speed import describe_machine
 
     log(f"benchmarking {len(exported)} model(s): {', '.join(e.label for e in exported)}; threads {thread_counts}")
     log("measuring this CPU's compute ceiling ...")

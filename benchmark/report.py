@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from benchmark.claims import PHONE_BUDGET, SEED_NUMBERS
+from edge_age.benchmark.claims import PHONE_BUDGET, SEED_NUMBERS
 from edge_age.io import atomic_write_json, atomic_write_text
 from edge_age.metrics import CS_MAX_ERROR
 

@@ -13,14 +13,14 @@ import sys
 # subcommand -> (module with add_arguments/run, one-line help)
 SUBCOMMANDS = {
     "models": ("edge_age.models_table", "list the registered models: parameters, FLOPs, input spec, outputs"),
-    "train": ("train.cli", "train a model with a named recipe into a run folder"),
-    "train-speed": ("benchmark.training_speed", "measure training images/s and data-wait share per recipe on this machine"),
-    "export": ("export.cli", "export a trained run to ONNX / TFLite / Core ML and check each file against PyTorch"),
-    "pipeline": ("benchmark.pipeline", "train -> export -> benchmark the three models (reuses finished stages)"),
-    "benchmark": ("benchmark.cli", "accuracy, latency, size and FLOPs of every exported variant; the seeds' claims judged"),
+    "train": ("edge_age.train.cli", "train a model with a named recipe into a run folder"),
+    "train-speed": ("edge_age.train.speed", "measure training images/s and data-wait share per recipe on this machine"),
+    "export": ("edge_age.export.cli", "export a trained run to ONNX / TFLite / Core ML and check each file against PyTorch"),
+    "pipeline": ("edge_age.pipeline", "train -> export -> benchmark the three models (reuses finished stages)"),
+    "benchmark": ("edge_age.benchmark.cli", "accuracy, latency, size and FLOPs of every exported variant; the seeds' claims judged"),
     "predict": ("edge_age.predict", "age and gender of every face in photos, with a checkpoint, .onnx or .tflite file"),
-    "face-benchmark": ("benchmark.face_alignment", "dlib's detection rate, time per image and crop overlap on real UTKFace chips"),
-    "android": ("edge_age.android", "install an export into the Android demo, check it, write the Java core's golden vectors"),
+    "face-benchmark": ("edge_age.benchmark.faces", "dlib's detection rate, time per image and crop overlap on real UTKFace chips"),
+    "android": ("edge_age.export.android", "install an export into the Android demo, check it, write the Java core's golden vectors"),
     "evaluate": ("edge_age.evaluate", "a model file on any labelled set (UTKFace names or a CSV), optionally aligned by dlib"),
 }
 

@@ -19,8 +19,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 OUTPUT_MEANINGS = {
     "age": "age in years (float)",
     "gender_logit": "gender logit; sigmoid gives P(female) (0 male, 1 female)",
-    "age_logits": "MA-SFV2 only: 101 logits over ages 0..100",
-    "age_expectation": "MA-SFV2 only: softmax expectation over the 101 bins, in years",
+    "age_logits": "101-bin models (MA-SFV2, EfficientNet-Lite): 101 logits over ages 0..100",
+    "age_expectation": "101-bin models: softmax expectation over the 101 bins, in years",
     "age_regression": "MA-SFV2 only: the LastFC regression neuron, in years",
 }
 
@@ -76,6 +76,8 @@ class AgeGenderModel(nn.Module):
     head_modules: tuple[str, ...] = ("age_head", "gender_head")
     #: the ImageNet (or other) weights this model can start from (``edge_age.pretrained.PretrainedWeights``)
     pretrained_weights = None
+    #: option sets worth a row in ``edge-age models`` (widths, variants, ablations)
+    listed_variants: tuple[dict, ...] = ({},)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -4,16 +4,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edge_age import formats
 from edge_age.cli_args import csv_list, positive_int
-from export.exporter import export_model, resolve_checkpoint
+from edge_age.export.exporter import export_model, resolve_checkpoint
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", help="a finished training run folder (uses its best.pt and split.json)")
     source.add_argument("--checkpoint", help="a bare edge-age checkpoint file")
-    parser.add_argument("--formats", type=csv_list, default=["onnx", "tflite", "coreml"], help="onnx,tflite,coreml")
-    parser.add_argument("--precisions", type=csv_list, default=["fp32", "fp16", "int8"], help="fp32,fp16,int8")
+    table = formats.formats()
+    parser.add_argument("--formats", type=csv_list, default=list(table), help=",".join(table))
+    parser.add_argument("--precisions", type=csv_list, default=formats.all_precisions(),
+                        help=",".join(formats.all_precisions()) + " (int8 gives every int8 variant a format offers)")
     parser.add_argument("--calib-images", type=positive_int, default=256, help="real training images for int8 calibration")
     parser.add_argument("--parity-images", type=positive_int, default=200, help="real test images for the parity check")
     parser.add_argument("--data", help="image folder (default: the run's data folder)")
@@ -43,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
               f"{p.get('mae_change_years', float('nan')):>+10.3f} {p.get('gender_accuracy_change_points', float('nan')):>+14.2f}")
     print(f"manifest: {out_dir / 'manifest.json'}")
     if args.android:
-        from edge_age import android
+        from edge_age.export import android
 
         demo_assets = args.android.resolve() == android.DEFAULT_ASSETS.resolve()
         installed = android.install(out_dir, args.android, golden=android.DEFAULT_GOLDEN if demo_assets else None)

@@ -25,8 +25,9 @@ from edge_age.io import ordinary_permissions, sha256_file, sha256_path
 from edge_age.manifest import NAME as MANIFEST_NAME
 from edge_age.manifest import FileEntry, Manifest, read_manifest, relative_to_folder
 from edge_age.registry import OUTPUT_MEANINGS, AgeGenderModel
-from edge_age.runtimes import OUTPUT_NAMES, open_runner
-from export.formats import EXPORTERS, EXTRA_FOR, PRECISIONS, SUFFIX, DeployModel
+from edge_age import formats as format_table
+from edge_age.formats.deploy import DeployModel
+from edge_age.runtimes import open_runner
 
 # Raised whenever a change alters what exported files contain, so `edge-age pipeline` redoes older exports.
 # 2: MA-SFV2's full-int8 TFLite channel joins as padded adds (concat fix), standard TFLite metadata.
@@ -127,43 +128,19 @@ def parity(runner, reference: tuple[np.ndarray, np.ndarray], images: np.ndarray,
     return result
 
 
-def check_coreml(path: Path, precision: str, size: int) -> dict:
-    """What Linux can check of a Core ML package: it loads as a spec, its names and shapes, quantised ops."""
-    import coremltools as ct
-
-    mlmodel = ct.models.MLModel(str(path), skip_model_load=True)
-    spec = mlmodel.get_spec()
-    inputs = {i.name: i for i in spec.description.input}
-    outputs = [o.name for o in spec.description.output]
-    problems = []
-    if list(inputs) != ["image"]:
-        problems.append(f"inputs {list(inputs)} != ['image']")
-    if outputs != OUTPUT_NAMES:
-        problems.append(f"outputs {outputs} != {OUTPUT_NAMES}")
-    ops = [op.type for f in spec.mlProgram.functions.values() for block in f.block_specializations.values()
-           for op in block.operations]
-    quantised_ops = sum("constexpr" in op for op in ops)
-    if precision == "int8" and quantised_ops == 0:
-        problems.append("no quantised-weight (constexpr) ops found")
-    return {"status": "fail" if problems else "needs-macos", "reason": "; ".join(problems) or
-            "structure checked on Linux (loads, names, shapes, quantised ops); numeric parity needs macOS",
-            "ops": len(ops), "quantised_weight_ops": quantised_ops,
-            "metadata": dict(mlmodel.user_defined_metadata)}
-
-
 def check_export_request(out_dir: Path, formats: list[str], precisions: list[str], calib_images: int,
                          parity_images: int) -> None:
     """Every option checked before the long work starts."""
+    table = format_table.formats()
     if not formats:
-        raise ValueError("--formats is empty; choose from " + ", ".join(EXPORTERS))
+        raise ValueError("--formats is empty; choose from " + ", ".join(table))
     if not precisions:
-        raise ValueError("--precisions is empty; choose from fp32, fp16, int8")
+        raise ValueError("--precisions is empty; choose from " + ", ".join(format_table.all_precisions()))
     for fmt in formats:
-        if fmt not in EXPORTERS:
-            raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(EXPORTERS)}")
+        format_table.get(fmt)
     for precision in precisions:
-        if precision not in ("fp32", "fp16", "int8"):
-            raise ValueError(f"unknown precision {precision!r}; choose from fp16, fp32, int8")
+        if precision not in format_table.all_precisions():
+            raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(format_table.all_precisions())}")
     if calib_images < 1 or parity_images < 1:
         raise ValueError(f"--calib-images and --parity-images must be positive, got {calib_images} and {parity_images}")
     if out_dir.exists() and not out_dir.is_dir():
@@ -202,8 +179,8 @@ def export_model(checkpoint: Path, out_dir: Path, formats: list[str], precisions
     check_export_request(out_dir, formats, precisions, calib_images, parity_images)
     model, payload = load_model(checkpoint)
     checkpoint_sha256 = sha256_file(checkpoint)
-    wanted = [(fmt, precision, f"{payload['model']['name']}_{precision}{SUFFIX[fmt]}")
-              for fmt in formats for precision in _variants(fmt, precisions)]
+    wanted = [(fmt, precision, f"{payload['model']['name']}_{precision}{format_table.get(fmt).suffix}")
+              for fmt in formats for precision in format_table.get(fmt).variants(precisions)]
     kept = plan_output(out_dir, checkpoint_sha256, [name for _, _, name in wanted], clean)
     _writable(out_dir)
     spec = model.input_spec
@@ -246,20 +223,19 @@ def _export_variant(model, fmt, precision, name, staging, out_dir, calibration, 
                     parity_inputs, labels) -> FileEntry:
     """Export one file into the staging folder, move it into place, and check it in its runtime."""
     size = model.input_spec.size
-    details = {"layout": "NHWC" if fmt == "tflite" else "NCHW",
-               "input_shape": [1, size, size, 3] if fmt == "tflite" else
-                              (["batch", 3, size, size] if fmt == "onnx" else [1, 3, size, size])}
+    spec = format_table.get(fmt)
+    details = {"layout": spec.layout, "input_shape": spec.input_shape(size)}
     entry = FileEntry(file=name, format=fmt, precision=precision, status="export-failed", details=details)
     print(f"export {fmt} {precision} -> {out_dir / name}", file=sys.stderr, flush=True)
     started = time.perf_counter()
     tmp_path, final_path = staging / name, out_dir / name
     try:
-        options = {"int8_outputs": int8_outputs} if fmt == "tflite" else {}
-        EXPORTERS[fmt](model, precision, calibration, tmp_path, embedded, **options)
+        options = {"int8_outputs": int8_outputs} if "int8_outputs" in spec.export_options else {}
+        spec.export(model, precision, calibration, tmp_path, embedded, **options)
     except Exception as err:  # one failing variant must not stop the others
         entry.reason = f"{type(err).__name__}: {str(err).strip()[:400]}"
         if isinstance(err, ImportError):
-            entry.reason += f" (pip install -e \".[{EXTRA_FOR[fmt]}]\")"
+            entry.reason += f" (pip install -e \".[{spec.extra}]\")"
         print(f"  export failed: {entry.reason}", file=sys.stderr)
         return entry
     if final_path.is_dir() and not final_path.is_symlink():  # our own earlier .mlpackage (plan_output checked)
@@ -270,13 +246,13 @@ def _export_variant(model, fmt, precision, name, staging, out_dir, calibration, 
     entry.bytes = _size(final_path)
     entry.sha256 = sha256_path(final_path)
     try:
-        if fmt == "coreml":
-            checked = check_coreml(final_path, precision, size)
+        if spec.runner is None:  # cannot run here: what can be checked without its runtime
+            checked = spec.check(final_path, precision, size)
             entry.status, entry.reason = checked.pop("status"), checked.pop("reason")
             details.update(checked)
         else:
             runner = open_runner(final_path)
-            if fmt == "tflite":
+            if hasattr(runner, "tensor_specs"):
                 details.update(runner.tensor_specs())
             details["parity"] = parity(runner, reference, parity_inputs, labels, precision)
             entry.status, entry.reason = details["parity"]["status"], details["parity"]["reason"]
@@ -293,14 +269,9 @@ def _remove_own(path: Path, entry: FileEntry) -> None:
         return
     if path.is_file():
         path.unlink()
-    elif path.is_dir() and entry.format == "coreml" and path.suffix == SUFFIX["coreml"]:
+    elif path.is_dir() and path.suffix == format_table.get(entry.format).suffix:
         shutil.rmtree(path)
     print(f"removed {path} (--clean: listed by the earlier export's manifest)", file=sys.stderr)
-
-
-def _variants(fmt: str, precisions: list[str]) -> list[str]:
-    """The requested precisions that this format offers (TFLite int8 gives both int8 variants)."""
-    return [p for p in PRECISIONS[fmt] if p.split("-")[0] in precisions]
 
 
 def _writable(out_dir: Path) -> None:

@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge_age import android
+from edge_age.export import android
 from edge_age.cli import main
 from edge_age.faces import CHIP_SIZE, FaceAligner, eye_centres, largest
 from edge_age.images import resize_square
-from edge_age.runtimes import TFLiteRunner, open_model_file
+from edge_age.formats.tflite import TFLiteRunner
+from edge_age.io import sha256_file
+from edge_age.runtimes import open_model_file
 from tests.conftest import copy_real_faces
 
 HOST_TEST = android.DEMO / "core" / "host-test.sh"
@@ -127,8 +129,10 @@ def _export_folder(tmp_path: Path) -> Path:
     shutil.copy2(export / files[0]["file"], export / "model_fp32.tflite")
     files.append({"file": "model_fp32.tflite", "format": "tflite", "precision": "fp32", "status": "failed parity",
                   "reason": "age max diff 0.5 y exceeds 0.01"})
+    for entry in files:  # what the exporter records of each file, so the installer can verify it
+        entry.update(bytes=(export / entry["file"]).stat().st_size, sha256=sha256_file(export / entry["file"]))
     manifest = {key: shipped[key] for key in ("model", "input", "outputs", "source")}
-    (export / "manifest.json").write_text(json.dumps({**manifest, "files": files}))
+    (export / "manifest.json").write_text(json.dumps({"format": "edge-age-export/1", **manifest, "files": files}))
     return export
 
 

@@ -13,7 +13,7 @@ from edge_age.cli import main
 from edge_age.data import apply_split, decoded_cache, load_labelled, load_split
 from edge_age.inference import predict
 from edge_age.metrics import summarize
-from export.exporter import EXPORTER_REVISION
+from edge_age.export.exporter import EXPORTER_REVISION
 
 TINY = ["--epochs", "1", "--subset", "60", "--img-size", "32", "--batch-size", "8", "--threads", "1", "--bench-runs", "10"]
 
@@ -133,7 +133,7 @@ def test_no_exports_found_says_what_to_run(tmp_path, capsys):
 
 
 def test_limit_takes_a_seeded_sample_not_the_youngest_faces(pipeline_dirs, small_faces_dir):
-    from benchmark.harness import find_exports, split_images
+    from edge_age.benchmark.harness import find_exports, split_images
 
     exported = find_exports(pipeline_dirs["exports"] / "custom_cnn-quick")[0]
     everything = split_images(exported, str(small_faces_dir), "val", None)

@@ -8,7 +8,7 @@ import torch
 from edge_age import create_model
 from edge_age.data import decoded_cache
 from edge_age.io import sha256_file
-from train.engine import gaussian_age_targets, make_scheduler
+from edge_age.train.engine import gaussian_age_targets, make_scheduler
 
 
 def test_features_match_the_reference_implementation_on_real_faces(utkface_all):

@@ -7,9 +7,9 @@ import torch
 
 from edge_age.cli import main
 from edge_age.io import sha256_file
-from export.exporter import THRESHOLDS
-from edge_age.runtimes import read_tflite_metadata, tflite_metadata_records
-from export import tflite_metadata
+from edge_age.export.exporter import THRESHOLDS
+from edge_age.formats.tflite import read_tflite_metadata, tflite_metadata_records
+from edge_age.formats import tflite_metadata
 
 TINY = {"custom_cnn": [], "vgg16_transfer": ["--subset", "60"], "ma_sfv2": ["--width", "0.5"]}
 
@@ -65,7 +65,7 @@ def test_every_format_and_precision_is_exported_and_checked(model, trained_runs,
 def test_int8_outputs_option_gives_an_all_integer_tflite_file(trained_runs, tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
-    from export.formats import INT8_OUTPUT_QUANTIZATION
+    from edge_age.formats.tflite import INT8_OUTPUT_QUANTIZATION
 
     out = tmp_path / "int8io"
     main(["export", "--run", str(trained_runs["custom_cnn"]), "--out", str(out), "--formats", "tflite",
@@ -160,7 +160,7 @@ def test_int8_parity_at_exactly_the_threshold_passes():
     """Two of 200 gender answers changing is exactly 1 point: at the limit, so pass (float rounding once failed it)."""
     import numpy as np
 
-    from export.exporter import parity
+    from edge_age.export.exporter import parity
 
     rng = np.random.default_rng(0)
     ages, genders = rng.integers(1, 90, 200), rng.integers(0, 2, 200)
@@ -179,7 +179,7 @@ def test_int8_parity_at_exactly_the_threshold_passes():
 
 def test_padded_channel_sum_is_the_concatenation():
     """The join the full-int8 TFLite export swaps into MA-SFV2 (litert-torch clips concatenation inputs)."""
-    from export.formats import _int8_safe_channel_joins, padded_channel_sum
+    from edge_age.formats.tflite import _int8_safe_channel_joins, padded_channel_sum
     from edge_age.registry import create_model
 
     parts = [torch.randn(2, c, 5, 5) for c in (3, 4, 1)]

@@ -151,7 +151,7 @@ def _tamper(path: Path) -> None:
 
 
 def test_a_tampered_file_is_never_benchmarked_as_pass(export_dir, tmp_path):
-    from benchmark.harness import _variant_rows, find_exports
+    from edge_age.benchmark.harness import _variant_rows, find_exports
 
     out = _copy_export(export_dir, tmp_path / "export")
     _tamper(out / "custom_cnn_fp32.tflite")
@@ -232,7 +232,7 @@ def test_android_install_with_no_precisions_is_refused(export_dir, tmp_path, cap
 
 
 def test_one_broken_asset_is_one_problem_not_a_crash(export_dir, tmp_path, capsys):
-    from edge_age.android import AssetMismatch, check_assets, install
+    from edge_age.export.android import AssetMismatch, check_assets, install
 
     assets = tmp_path / "assets"
     install(export_dir, assets, ["fp32"], golden=None)

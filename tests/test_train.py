@@ -13,7 +13,7 @@ import torch
 
 from edge_age.checkpoint import load_checkpoint
 from edge_age.cli import main
-from train.engine import RUN_FILES
+from edge_age.train.engine import RUN_FILES
 
 SMALL = ["--batch-size", "8", "--img-size", "32", "--device", "cpu"]
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
@@ -149,7 +149,7 @@ def test_bad_flags_give_one_clear_line(flags, message, tmp_path, capsys):
 
 
 def test_subset_all_switches_off_the_recipes_subset(capsys):
-    from train.cli import add_arguments, recipe_from_args
+    from edge_age.train.cli import add_arguments, recipe_from_args
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

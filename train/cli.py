@@ -10,8 +10,8 @@ import math
 from pathlib import Path
 
 from edge_age.cli_args import key_values, learning_rate, non_negative_int, positive_int
-from train.engine import LOSS_TERMS, RunOptions, train
-from train.recipes import RECIPES, resolve_recipe
+from edge_age.train.engine import LOSS_TERMS, RunOptions, train
+from edge_age.train.recipes import RECIPES, apply_overrides, resolve_recipe
 
 # Flags that define what a run trains: with --resume they must repeat the stored values (only --epochs may change).
 RECIPE_FLAGS = ("recipe", "model", "batch_size", "img_size", "lr", "subset", "width", "augment", "loss", "model_options",
@@ -73,27 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def recipe_from_args(args: argparse.Namespace) -> dict:
     """The named recipe with every flag override applied and recorded under 'overrides'."""
     recipe = resolve_recipe(args.recipe or "quick", args.model)
-    overrides = {}
-    for flag, key in (("batch_size", "batch_size"), ("img_size", "img_size"), ("subset", "subset"),
-                      ("augment", "augmentation")):
-        value = getattr(args, flag)
-        if value is not None:
-            overrides[key] = value
-            recipe[key] = None if value == "all" else value
-    for flag in ("epochs", "lr"):
-        if getattr(args, flag) is not None:
-            for phase in recipe["phases"]:
-                phase[flag] = getattr(args, flag)
-            overrides[flag] = getattr(args, flag)
-    if args.width is not None:
-        recipe["model_options"]["width"] = overrides["width"] = args.width
-    if args.model_options:
-        recipe["model_options"].update(args.model_options)
-        overrides["model_options"] = args.model_options
-    if args.loss:
-        recipe["loss"] = overrides["loss"] = args.loss
-    recipe["overrides"] = overrides
-    return recipe
+    return apply_overrides(recipe, {"batch_size": args.batch_size, "img_size": args.img_size, "subset": args.subset,
+                                    "augmentation": args.augment, "epochs": args.epochs, "lr": args.lr,
+                                    "width": args.width, "model_options": args.model_options, "loss": args.loss})
 
 
 def run(args: argparse.Namespace) -> int:

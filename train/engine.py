@@ -33,7 +33,7 @@ from edge_age.io import atomic_write_json, atomic_write_text, sha256_file
 from edge_age.manifest import relative_to_folder
 from edge_age.metrics import summarize
 from edge_age.registry import AgeGenderModel, create_model
-from train.curves import plot_learning_curves
+from edge_age.train.curves import plot_learning_curves
 
 METRICS_COLUMNS = ["epoch", "phase", "lr", "train_loss", "train_age_mae", "train_gender_acc", "val_loss", "val_age_mae",
                    "val_gender_acc", "images_per_s", "data_wait_share", "augment_share", "epoch_seconds"]

@@ -115,3 +115,43 @@ def resolve_recipe(name: str, model: str | None) -> dict:
     recipe.setdefault("backbone", "none")
     recipe.setdefault("reduced", "")
     return recipe
+
+
+# Overrides a user can give (flag -> recipe key where they differ); applied the same way by train and pipeline.
+PER_PHASE = ("epochs", "lr")
+
+
+def apply_overrides(recipe: dict, overrides: dict) -> dict:
+    """Apply the given overrides (None: not given) to a resolved recipe and record them under "overrides".
+    Keys: batch_size, img_size, subset (a number or "all"), augmentation, epochs and lr (every phase), width,
+    model_options (merged), loss (replaced)."""
+    recorded = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        recorded[key] = value
+        if key in PER_PHASE:
+            for phase in recipe["phases"]:
+                phase[key] = value
+        elif key == "width":
+            recipe["model_options"]["width"] = value
+        elif key == "model_options":
+            recipe["model_options"].update(value)
+        elif key == "subset":
+            recipe["subset"] = None if value == "all" else value
+        elif key in ("batch_size", "img_size", "augmentation", "loss"):
+            recipe[key] = value
+        else:
+            raise ValueError(f"unknown recipe override {key!r}")
+    recipe["overrides"] = recorded
+    return recipe
+
+
+def models_with_quick_recipes() -> list[str]:
+    """The registered models the pipeline trains (those with a recipe sized for a 2-core CPU)."""
+    return [name for name in list_models() if name in QUICK_RECIPES]
+
+
+def seed_recipe_of(model: str) -> str:
+    """The full recipe of a model: its seed's (coursework, paper) or, for models of this project, its own."""
+    return next(name for name, recipe in RECIPES.items() if recipe["model"] == model)

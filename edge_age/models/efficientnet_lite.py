@@ -97,6 +97,7 @@ class MBConv(nn.Module):
 class EfficientNetLite(AgeGenderModel):
     description = "EfficientNet-Lite (ImageNet-initialised, int8-friendly) + 101-bin age expectation and gender heads"
     head_modules = ("age_head", "gender_head")
+    listed_variants = ({}, {"variant": "lite1"}, {"variant": "lite2"})
 
     def __init__(self, variant: str = "lite0", img_size: int = 128, dropout: float | None = None,
                  frozen_blocks: int = 0):

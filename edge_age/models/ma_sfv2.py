@@ -82,7 +82,7 @@ class ShuffleUnit(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, stride: int, attention: bool):
         super().__init__()
         self.stride = stride
-        # How the two halves are joined; export/formats.py swaps in an equivalent for full-int8 TFLite.
+        # How the two halves are joined; edge_age/formats/tflite.py swaps in an equivalent for full-int8 TFLite.
         self.join_channels = cat_channels
         branch_ch = out_ch // 2
         branch_in = in_ch if stride == 2 else branch_ch
@@ -113,6 +113,8 @@ class ShuffleUnit(nn.Module):
 
 class MASFV2(AgeGenderModel):
     description = "MA-SFV2 (Symmetry 2020): ShuffleNetV2 + SE/CBAM attention, 101-bin age head + regression neuron"
+    head_modules = ("fc", "last_fc", "gender_head")
+    listed_variants = (*({"width": w} for w in sorted(STAGE_CHANNELS)), {"width": 2.0, "attention": False})
 
     def __init__(self, width: float = 2.0, img_size: int = 224, attention: bool = True, age_output: str = "expectation"):
         super().__init__()

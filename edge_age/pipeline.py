@@ -14,15 +14,14 @@ import sys
 import time
 from pathlib import Path
 
+from edge_age import formats
 from edge_age.cli_args import csv_list, non_negative_int, positive_int
 from edge_age.io import sha256_file
 from edge_age.manifest import NAME as MANIFEST_NAME
 from edge_age.manifest import read_manifest
-from train.recipes import RECIPES, resolve_recipe
+from edge_age.train.recipes import apply_overrides, models_with_quick_recipes, resolve_recipe, seed_recipe_of
 
-MODELS = ["custom_cnn", "vgg16_transfer", "ma_sfv2"]
 # --recipe full picks each model's seed recipe.
-SEED_RECIPE_OF = {recipe["model"]: name for name, recipe in RECIPES.items()}
 # The paper's two ablations of MA-SFV2, trained like it: no attention (plain ShuffleNetV2); L1 regression alone.
 ABLATIONS = {"sfv2": {"model_options": {"attention": False}},
              "l1": {"model_options": {"age_output": "regression"}, "loss": {"age_l1": 1.0}}}
@@ -30,7 +29,7 @@ ABLATIONS = {"sfv2": {"model_options": {"attention": False}},
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe", default="quick", help="quick (each model's CPU-sized recipe) or full (the seeds' recipes)")
-    parser.add_argument("--models", default="all", help=f"comma-separated subset of {','.join(MODELS)} (default all)")
+    parser.add_argument("--models", default="all", help="comma-separated models (default: every registered model with a quick recipe)")
     parser.add_argument("--ablation", action="store_true", help="also train MA-SFV2 without attention and with L1 alone")
     parser.add_argument("--data", help="image folder (default: $EDGE_AGE_DATA or ../shared/data/utkface/images)")
     parser.add_argument("--epochs", type=positive_int, help="override every run's epochs (e.g. 1 for a smoke test)")
@@ -40,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--workers", type=non_negative_int, default=0, help="data-loader worker processes for training")
     parser.add_argument("--backbone-weights", help="VGG16 ImageNet file for --recipe full (vgg16-397923af.pth)")
-    parser.add_argument("--formats", type=csv_list, default=["onnx", "tflite", "coreml"])
+    parser.add_argument("--formats", type=csv_list, default=list(formats.formats()))
     parser.add_argument("--precisions", type=csv_list, default=["fp32", "fp16", "int8"])
     parser.add_argument("--threads", default="1,all", help="benchmark thread counts")
     parser.add_argument("--bench-runs", type=positive_int, default=100, help="timed batch-1 runs per variant")
@@ -52,25 +51,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def planned_runs(args: argparse.Namespace) -> list[tuple[str, dict]]:
     """(run name, resolved recipe with overrides) for every run the pipeline needs."""
-    models = MODELS if args.models == "all" else [m.strip() for m in args.models.split(",") if m.strip()]
-    unknown = [m for m in models if m not in MODELS]
+    known = models_with_quick_recipes()
+    models = known if args.models == "all" else [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in models if m not in known]
     if unknown:
-        raise ValueError(f"unknown model(s) {unknown}; choose from {', '.join(MODELS)}")
+        raise ValueError(f"unknown model(s) {unknown}; choose from {', '.join(known)}")
     if args.recipe not in ("quick", "full"):
         raise ValueError(f"--recipe must be quick or full, got {args.recipe!r}")
     plans = []
     for model in models:
-        name = "quick" if args.recipe == "quick" else SEED_RECIPE_OF[model]
-        recipe = resolve_recipe(name, model)
-        overrides = {}
-        for key, value in (("subset", args.subset), ("img_size", args.img_size), ("batch_size", args.batch_size)):
-            if value is not None:
-                recipe[key] = overrides[key] = value
-        if args.epochs is not None:
-            for phase in recipe["phases"]:
-                phase["epochs"] = args.epochs
-            overrides["epochs"] = args.epochs
-        recipe["overrides"] = overrides
+        name = "quick" if args.recipe == "quick" else seed_recipe_of(model)
+        recipe = apply_overrides(resolve_recipe(name, model), {"subset": args.subset, "img_size": args.img_size,
+                                                              "batch_size": args.batch_size, "epochs": args.epochs})
+        overrides = recipe["overrides"]
         plans.append((f"{model}-{name}", recipe))
         if args.ablation and model == "ma_sfv2":
             for suffix, change in ABLATIONS.items():
@@ -84,7 +77,7 @@ def planned_runs(args: argparse.Namespace) -> list[tuple[str, dict]]:
 
 
 def _train_stage(run_dir: Path, recipe: dict, args: argparse.Namespace) -> str:
-    from train.engine import RunOptions, train
+    from edge_age.train.engine import RunOptions, train
 
     if (run_dir / "test_metrics.json").is_file():
         return "already trained"
@@ -96,7 +89,7 @@ def _train_stage(run_dir: Path, recipe: dict, args: argparse.Namespace) -> str:
 
 def _export_is_current(export_dir: Path, run_dir: Path) -> bool:
     """The export describes the run's current best.pt and was made by this exporter revision."""
-    from export.exporter import EXPORTER_REVISION
+    from edge_age.export.exporter import EXPORTER_REVISION
 
     if not (export_dir / MANIFEST_NAME).is_file():
         return False
@@ -107,8 +100,8 @@ def _export_is_current(export_dir: Path, run_dir: Path) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from benchmark.harness import Scoring, find_exports, parse_threads, run_benchmark
-    from export.exporter import export_model
+    from edge_age.benchmark.harness import Scoring, find_exports, parse_threads, run_benchmark
+    from edge_age.export.exporter import export_model
 
     thread_counts = parse_threads(args.threads)
     plans = planned_runs(args)

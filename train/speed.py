@@ -1,6 +1,6 @@
 """``edge-age train-speed``: images/s of each recipe's training step on this machine, and the share of
 step time spent waiting for data. Writes a Markdown table and JSON (machine described) under
-benchmark/results/training-speed/ and projects each recipe's wall time from the measured speed.
+results/training-speed/ and projects each recipe's wall time from the measured speed.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from edge_age.io import atomic_write_json, atomic_write_text
-from train.recipes import QUICK_RECIPES, RECIPES, resolve_recipe
+from edge_age.train.recipes import QUICK_RECIPES, RECIPES, resolve_recipe
 
 DEFAULT_RECIPES = "quick," + ",".join(RECIPES)
 UTKFACE_TRAIN_SHARE = 0.7  # the split's training fraction: an epoch of the full data set is 0.7 x 19,995 images
@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     parser.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
     parser.add_argument("--compile", action="store_true", help="torch.compile each model (GPU)")
-    parser.add_argument("--out", help="output stem (default benchmark/results/training-speed/MACHINE)")
+    parser.add_argument("--out", help="output stem (default results/training-speed/MACHINE)")
 
 
 def describe_machine() -> dict:
@@ -70,7 +70,7 @@ def _projected_hours(recipe: dict, images_per_s: float, labelled: int) -> float:
 
 def run(args: argparse.Namespace) -> int:
     from edge_age.data import load_labelled, resolve_data_dir
-    from train.engine import measure_training_speed
+    from edge_age.train.engine import measure_training_speed
 
     if args.steps <= 0 or args.warmup < 0:
         raise ValueError("--steps must be positive and --warmup not negative")
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{label}: {row['images_per_s']:,.0f} img/s, {row['step_ms']:.1f} ms/step, data wait "
               f"{row['data_wait_share']:.1%}, augment {row['augment_share']:.1%}, whole recipe ~"
               f"{row['projected_recipe_hours']:.2f} h of training steps", flush=True)
-    stem = Path(args.out) if args.out else Path("benchmark/results/training-speed") / machine_slug(machine)
+    stem = Path(args.out) if args.out else Path("results/training-speed") / machine_slug(machine)
     stem.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(stem.with_suffix(".json"), {"machine": machine, "settings": vars(args) | {"handler": None},
                                                   "labelled_images": labelled, "rows": rows})

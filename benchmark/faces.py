@@ -3,7 +3,7 @@
 On a seeded sample of chips it reports the detection rate, the time per image for detection + landmarks +
 alignment (median and p90; the image already decoded), the overlap (IoU) of the re-aligned crop with the
 original chip, and how far the landmarks of the re-aligned chip fall from the chip template. Writes Markdown
-and JSON under benchmark/results/faces/.
+and JSON under results/faces/.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.training_speed import describe_machine, machine_slug
+from edge_age.train.speed import describe_machine, machine_slug
 from edge_age.data import resolve_data_dir, scan_utkface
 from edge_age.faces import CHIP_TEMPLATE, DETECTORS, FaceAligner, chip_overlap, largest
 from edge_age.images import read_rgb
@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="UTKFace folder (default: $EDGE_AGE_DATA or ../shared/data/utkface/images)")
     parser.add_argument("--count", type=int, default=500, help="chips in the seeded sample")
     parser.add_argument("--detector", choices=DETECTORS, default="hog")
-    parser.add_argument("--out", help="output stem (default benchmark/results/faces/MACHINE-DETECTOR)")
+    parser.add_argument("--out", help="output stem (default results/faces/MACHINE-DETECTOR)")
 
 
 def measure(aligner: FaceAligner, paths: list[Path]) -> dict:
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     paths = labelled.sample(args.count).paths
     result = measure(FaceAligner(args.detector), paths)
     machine = describe_machine()
-    stem = Path(args.out) if args.out else Path("benchmark/results/faces") / f"{machine_slug(machine)}-{args.detector}"
+    stem = Path(args.out) if args.out else Path("results/faces") / f"{machine_slug(machine)}-{args.detector}"
     atomic_write_json(stem.with_suffix(".json"), {"machine": machine, "detector": args.detector, **result})
     text = "\n".join([
         f"# dlib face finding and alignment on {result['n']} real UTKFace chips ({args.detector} detector)", "",

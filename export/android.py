@@ -26,7 +26,8 @@ from edge_age.faces import CHIP_SIZE, EYE_TEMPLATE, FaceAligner, eye_alignment_t
 from edge_age.images import read_rgb
 from edge_age.io import atomic_write_json, sha256_file
 from edge_age.manifest import FileEntry, confined, read_manifest, relative_to_folder
-from edge_age.runtimes import TFLiteRunner, normalise_pixels, tflite_metadata_records
+from edge_age.formats.tflite import TFLiteRunner, tflite_metadata_records
+from edge_age.runtimes import normalise_pixels
 
 DEMO = Path(__file__).resolve().parent.parent / "android_demo"
 DEFAULT_ASSETS = DEMO / "app" / "src" / "main" / "assets"
@@ -225,7 +226,7 @@ def check_assets(assets: Path = DEFAULT_ASSETS) -> dict:
 
 def _standard_metadata_problems(file_name: str, records: dict[str, bytes], manifest: dict) -> list[str]:
     """The TFLITE_METADATA record (what Android Studio's model binding reads) against the manifest."""
-    from export import tflite_metadata
+    from edge_age.formats import tflite_metadata
 
     record = records.get(tflite_metadata.RECORD_NAME)
     if record is None:
@@ -324,13 +325,12 @@ def check_golden(assets: Path = DEFAULT_ASSETS, golden_path: Path = DEFAULT_GOLD
 
 
 def _precisions(text: str) -> list[str]:
-    from export.formats import PRECISIONS
+    from edge_age.formats.tflite import PRECISIONS
 
     chosen = csv_list(text)
-    unknown = [p for p in chosen if p not in PRECISIONS["tflite"]]
+    unknown = [p for p in chosen if p not in PRECISIONS]
     if unknown:
-        raise argparse.ArgumentTypeError(f"unknown TFLite precision {unknown[0]!r}; choose from "
-                                         f"{', '.join(PRECISIONS['tflite'])}")
+        raise argparse.ArgumentTypeError(f"unknown TFLite precision {unknown[0]!r}; choose from {', '.join(PRECISIONS)}")
     return chosen
 
 

@@ -1,0 +1,272 @@
+"""TFLite: batch 1, NHWC (a phone's layout), through litert-torch; fp32, fp16 and int8-dynamic (ai-edge-quantizer)
+and full-integer int8 (PT2E, calibrated on real images); run here with ai-edge-litert. Every file carries the
+``edge_age`` metadata record and the standard TFLITE_METADATA record (``tflite_metadata``)."""
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from edge_age.formats import Format
+from edge_age.formats.deploy import OUTPUT_NAMES, DeployModel, Trunk, require
+from edge_age.registry import AgeGenderModel
+from edge_age.runtimes import ModelFileError, Runner
+
+# "int8" is full-integer (PT2E, calibrated); "int8-dynamic" is dynamic-range (int8 weights, float activations).
+PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
+
+
+def export_tflite(model: AgeGenderModel, precision: str, calibration: np.ndarray, path: Path, metadata: dict,
+                  int8_outputs: bool = False) -> None:
+    """``int8_outputs``: the full-integer file's outputs become int8 too (for NPUs that take only integer
+    tensors); see INT8_OUTPUT_QUANTIZATION."""
+    require("tflite", "litert_torch")
+    size = model.input_spec.size
+    sample = (torch.zeros(1, size, size, 3),)
+    if precision == "int8":
+        _tflite_full_int8(model, calibration, path, int8_outputs)
+    else:
+        _tflite_float_or_dynamic(model, precision, sample, path)
+    embed_tflite_metadata(path, metadata)
+
+
+def embed_tflite_metadata(path: Path, metadata: dict) -> None:
+    """Add each metadata entry as a named buffer in the model's ``metadata`` table, readable with any
+    flatbuffers TFLite reader (and by ``read_tflite_metadata``), plus the standard
+    TFLITE_METADATA record built from the ``edge_age`` entry (``tflite_metadata``)."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    from edge_age.formats import tflite_metadata
+
+    records = {name: text.encode("utf-8") for name, text in metadata.items()}
+    records[tflite_metadata.RECORD_NAME] = tflite_metadata.build(json.loads(metadata["edge_age"]))
+
+    raw = path.read_bytes()
+    tflite_model = schema.ModelT.InitFromPackedBuf(raw, 0)
+    for buffer in tflite_model.buffers:
+        # ai-edge-quantizer stores weights after the flatbuffer (offset/size): bring them inline, or Pack drops them.
+        if buffer.offset > 1:
+            buffer.data = np.frombuffer(raw[buffer.offset:buffer.offset + buffer.size], dtype=np.uint8)
+            buffer.offset, buffer.size = 0, 0
+    tflite_model.metadata = [m for m in (tflite_model.metadata or []) if m.name.decode() not in records]
+    for name, data in records.items():
+        buffer = schema.BufferT()
+        buffer.data = np.frombuffer(data, dtype=np.uint8)
+        tflite_model.buffers.append(buffer)
+        entry = schema.MetadataT()
+        entry.name = name
+        entry.buffer = len(tflite_model.buffers) - 1
+        tflite_model.metadata.append(entry)
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(tflite_model.Pack(builder), file_identifier=b"TFL3")
+    path.write_bytes(builder.Output())
+
+
+def _tflite_float_or_dynamic(model: AgeGenderModel, precision: str, sample: tuple, path: Path) -> None:
+    litert_torch = require("tflite", "litert_torch")
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32_path = Path(tmp) / "fp32.tflite"
+        litert_torch.convert(DeployModel(model, channels_last_input=True).eval(), sample).export(str(fp32_path))
+        if precision == "fp32":
+            shutil.copyfile(fp32_path, path)
+        elif precision in ("fp16", "int8-dynamic"):
+            aeq_quantizer = require("tflite", "ai_edge_quantizer.quantizer")
+            aeq_recipe = require("tflite", "ai_edge_quantizer.recipe")
+            quantizer = aeq_quantizer.Quantizer(str(fp32_path))
+            quantizer.load_quantization_recipe(_FP16_RECIPE if precision == "fp16" else aeq_recipe.dynamic_wi8_afp32())
+            quantizer.quantize().export_model(str(path), overwrite=True)
+        else:
+            raise ValueError(f"TFLite precision {precision!r} is not one of {PRECISIONS}")
+
+
+# ai-edge-quantizer: weights cast to float16, computation in float32 (the classic "fp16 TFLite").
+_FP16_RECIPE = [{
+    "regex": ".*", "operation": "*", "algorithm_key": "float_casting",
+    "op_config": {"weight_tensor_config": {"num_bits": 16, "dtype": "FLOAT"}, "compute_precision": "FLOAT",
+                  "explicit_dequantize": True},
+}]
+
+
+# Fixed int8 grids for the two outputs when an int8 file's outputs are int8 too: age in half years over
+# 0..127.5 (rounding moves an answer by at most 0.25 y), P(female) in steps of 1/255 over 0..1.
+INT8_OUTPUT_QUANTIZATION = {"age": (0.5, -128), "gender": (1 / 255, -128)}
+
+
+class Int8Outputs(nn.Module):
+    """Rounds each output onto its INT8_OUTPUT_QUANTIZATION grid (a quantize/dequantize pair); the converter
+    turns the pair at the end of the graph into an int8 output tensor with that scale and zero point."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        ops = torch.ops.quantized_decomposed
+        rounded = []
+        for name, value in zip(OUTPUT_NAMES, self.inner(x)):
+            scale, zero_point = INT8_OUTPUT_QUANTIZATION[name]
+            q = ops.quantize_per_tensor(value, scale, zero_point, -128, 127, torch.int8)
+            rounded.append(ops.dequantize_per_tensor(q, scale, zero_point, -128, 127, torch.int8))
+        return tuple(rounded)
+
+
+def padded_channel_sum(parts: list[torch.Tensor]) -> torch.Tensor:
+    """The same tensor as concatenating ``parts`` along channels, built as zero-padded parts added together.
+    litert-torch's full-int8 lowering gives a concatenation one input's scale and drops the other inputs'
+    requantisation, so their values are clipped (an MA-SFV2 stage output lost about a sixth of its range);
+    an int8 ADD requantises each input correctly."""
+    total = sum(part.shape[1] for part in parts)
+    joined, start = None, 0
+    for part in parts:
+        width = part.shape[1]
+        padded = torch.nn.functional.pad(part, (0, 0, 0, 0, start, total - start - width))
+        joined = padded if joined is None else joined + padded
+        start += width
+    return joined
+
+
+@contextlib.contextmanager
+def _int8_safe_channel_joins(model: nn.Module):
+    """While the graph is captured, modules that join channel groups (a ``join_channels`` attribute, e.g.
+    MA-SFV2's ShuffleNet units) use padded_channel_sum instead of a concatenation."""
+    units = [module for module in model.modules() if hasattr(module, "join_channels")]
+    saved = [unit.join_channels for unit in units]
+    for unit in units:
+        unit.join_channels = padded_channel_sum
+    try:
+        yield
+    finally:
+        for unit, join in zip(units, saved):
+            unit.join_channels = join
+
+
+def _tflite_full_int8(model: AgeGenderModel, calibration: np.ndarray, path: Path, int8_outputs: bool = False) -> None:
+    """Full-integer trunk through PT2E (calibrated on real images), float heads after it.
+
+    LiteRT's int8 softmax and sigmoid demand an output scale of 1/256, which would wreck the 101-bin
+    expectation and clip the regression output; the heads are a few thousand MACs, so they stay float.
+    With ``int8_outputs`` only their two final values are rounded to int8.
+    """
+    import litert_torch
+    from litert_torch.quantize import pt2e_quantizer, quant_config
+    import torchao.quantization.pt2e as torchao_pt2e
+    from torchao.quantization.pt2e import quantize_pt2e
+
+    size = model.input_spec.size
+    sample = (torch.zeros(1, size, size, 3),)
+    config = pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
+    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(config)
+    with _int8_safe_channel_joins(model):
+        trunk = torch.export.export(Trunk(model, channels_last_input=True).eval(), sample).module()
+    trunk = quantize_pt2e.prepare_pt2e(trunk, quantizer)
+    with torch.no_grad():
+        for image in calibration:
+            trunk(torch.from_numpy(np.ascontiguousarray(image.transpose(1, 2, 0)[None])))
+    trunk = quantize_pt2e.convert_pt2e(trunk, fold_quantize=False)
+    torchao_pt2e.allow_exported_model_train_eval(trunk)  # the wrapper's .eval() must not fail on it
+    combined = DeployModel(model, trunk=trunk).eval()
+    if int8_outputs:
+        combined = Int8Outputs(combined).eval()
+    edge_model = litert_torch.convert(combined, sample, quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer))
+    edge_model.export(str(path))
+
+
+class TFLiteRunner(Runner):
+    """LiteRT interpreter; the file takes one NHWC image at a time (as a phone does)."""
+
+    kind = "tflite"
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.threads = threads
+        try:
+            self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            self.interpreter.allocate_tensors()
+        except Exception as err:
+            raise ModelFileError(f"{path}: LiteRT cannot load it ({type(err).__name__}: {str(err)[:300]})") from None
+        self.input = self.interpreter.get_input_details()[0]
+        # litert-torch names outputs output_0, output_1 in the order forward returns them: age, gender.
+        self.outputs = sorted(self.interpreter.get_output_details(), key=lambda d: d["name"])
+        if len(self.outputs) != 2:
+            raise ModelFileError(f"{path}: expected 2 outputs (age, gender), found {len(self.outputs)}")
+        shape = self.input["shape"]
+        self.channels_last = shape[-1] == 3
+
+    def embedded_metadata(self, path: Path) -> dict[str, str]:
+        return read_tflite_metadata(path)
+
+    def quantize_input(self, x: np.ndarray) -> np.ndarray:
+        """Float NHWC input -> the file's input dtype (int8 files: round(x / scale + zero_point), clipped)."""
+        scale, zero = self.input["quantization"]
+        if self.input["dtype"] in (np.int8, np.uint8) and scale:
+            info = np.iinfo(self.input["dtype"])
+            return np.clip(np.round(x / scale + zero), info.min, info.max).astype(self.input["dtype"])
+        return x.astype(self.input["dtype"])
+
+    @staticmethod
+    def dequantize(detail, value: np.ndarray) -> np.ndarray:
+        scale, zero = detail["quantization"]
+        if detail["dtype"] in (np.int8, np.uint8) and scale:
+            return (value.astype(np.float32) - zero) * scale
+        return value.astype(np.float32)
+
+    def tensor_specs(self) -> dict:
+        """Each tensor's dtype, scale and zero point, as the export and app manifests record them: an app feeding
+        or reading int8 tensors needs them."""
+        return {"input_tensor": _tensor_spec(self.input),
+                "output_tensors": {name: _tensor_spec(d) for name, d in zip(OUTPUT_NAMES, self.outputs)}}
+
+    def run_raw(self, tensor: np.ndarray) -> list[np.ndarray]:
+        """One invocation on an input already in the file's dtype; the outputs as stored (age, gender)."""
+        self.interpreter.set_tensor(self.input["index"], np.ascontiguousarray(tensor))
+        self.interpreter.invoke()
+        return [self.interpreter.get_tensor(d["index"]).copy() for d in self.outputs]
+
+    def __call__(self, images_nchw):
+        ages, genders = [], []
+        for image in images_nchw:
+            x = image.transpose(1, 2, 0)[None] if self.channels_last else image[None]
+            age, gender = (self.dequantize(d, v) for d, v in zip(self.outputs, self.run_raw(self.quantize_input(x))))
+            ages.append(age.reshape(-1)[0])
+            genders.append(gender.reshape(-1)[0])
+        return np.array(ages, np.float32), np.array(genders, np.float32)
+
+
+def _tensor_spec(detail: dict) -> dict:
+    scale, zero_point = detail["quantization"]
+    return {"dtype": np.dtype(detail["dtype"]).name, "scale": float(scale), "zero_point": int(zero_point)}
+
+
+def tflite_metadata_records(path: str | Path) -> dict[str, bytes]:
+    """Every named record in a .tflite file's metadata table, as bytes."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    tflite_model = schema.ModelT.InitFromPackedBuf(Path(path).read_bytes(), 0)
+    return {entry.name.decode(): bytes(np.asarray(tflite_model.buffers[entry.buffer].data, dtype=np.uint8))
+            for entry in tflite_model.metadata or []}
+
+
+def read_tflite_metadata(path: str | Path) -> dict[str, str]:
+    """The text records of a .tflite file's metadata table (binary ones, like TFLITE_METADATA, skipped)."""
+    found = {}
+    for name, data in tflite_metadata_records(path).items():
+        if name == "TFLITE_METADATA":
+            continue
+        try:
+            found[name] = data.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    return found
+
+
+FORMAT = Format(name="tflite", suffix=".tflite", precisions=PRECISIONS, layout="NHWC", extra="tflite",
+                export=export_tflite, runner=TFLiteRunner, export_options=("int8_outputs",),
+                description="TFLite (batch 1, NHWC) via litert-torch; int8: full-integer trunk via PT2E")

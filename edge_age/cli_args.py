@@ -13,24 +13,23 @@ class BadValue(argparse.ArgumentTypeError, ValueError):
     """A flag value that is refused: argparse shows its message; called directly, it is a ValueError (exit 2)."""
 
 
-def positive_int(text: str) -> int:
+def _whole_number(text: str, minimum: int) -> int:
+    wanted = "a positive whole number" if minimum == 1 else f"a whole number >= {minimum}"
     try:
         value = int(text)
     except ValueError:
-        raise BadValue(f"must be a positive whole number, got {text!r}") from None
-    if value <= 0:
-        raise BadValue(f"must be a positive whole number, got {text}")
+        raise BadValue(f"must be {wanted}, got {text!r}") from None
+    if value < minimum:
+        raise BadValue(f"must be {wanted}, got {text}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _whole_number(text, 1)
 
 
 def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise BadValue(f"must be a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise BadValue(f"must be a whole number >= 0, got {text}")
-    return value
+    return _whole_number(text, 0)
 
 
 def learning_rate(text: str) -> float:

@@ -60,3 +60,15 @@ class PretrainedWeights:
         if not isinstance(state, dict):
             raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict; supply {self.file}")
         return state, path
+
+
+def matching_tensors(expected: dict, given: dict, source, what: str) -> dict:
+    """``given`` restricted to the keys of ``expected``, refused unless every key is there with the same shape."""
+    missing = sorted(set(expected) - set(given))
+    if missing:
+        raise ValueError(f"{source} is not {what}: it lacks {missing[0]} ({len(missing)} of {len(expected)} tensors "
+                         "missing)")
+    for key, tensor in expected.items():
+        if given[key].shape != tensor.shape:
+            raise ValueError(f"{source}: {key} has shape {tuple(given[key].shape)}, expected {tuple(tensor.shape)}")
+    return {key: given[key] for key in expected}

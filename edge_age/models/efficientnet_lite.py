@@ -20,7 +20,7 @@ import math
 import torch
 from torch import nn
 
-from edge_age.pretrained import PretrainedWeights
+from edge_age.pretrained import PretrainedWeights, matching_tensors
 from edge_age.registry import AgeGenderModel, InputSpec, register_model
 
 NUM_AGE_BINS = 101
@@ -180,14 +180,8 @@ class EfficientNetLite(AgeGenderModel):
             if target is not None:
                 mapped[target] = tensor
         expected = {k: v for k, v in self.state_dict().items() if not k.startswith(self.head_modules)}
-        missing = sorted(set(expected) - set(mapped))
-        if missing:
-            raise ValueError(f"{found} does not fit efficientnet_{self.variant}: it lacks {missing[0]} "
-                             f"({len(missing)} of {len(expected)} tensors missing)")
-        for key, tensor in expected.items():
-            if mapped[key].shape != tensor.shape:
-                raise ValueError(f"{found}: {key} has shape {tuple(mapped[key].shape)}, expected {tuple(tensor.shape)}")
-        self.load_state_dict({k: mapped[k] for k in expected}, strict=False)
+        self.load_state_dict(matching_tensors(expected, mapped, found, f"an EfficientNet-{self.variant} state dict"),
+                             strict=False)
         return str(found)
 
 

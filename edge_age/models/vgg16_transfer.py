@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edge_age.pretrained import PretrainedWeights
+from edge_age.pretrained import PretrainedWeights, matching_tensors
 from edge_age.registry import IMAGENET_MEAN, IMAGENET_STD, AgeGenderModel, InputSpec, register_model
 
 VGG16_WEIGHTS_FILE = "vgg16-397923af.pth"
@@ -119,26 +119,10 @@ def vgg16_transfer(img_size: int = 128, dropout: float = 0.4) -> VGG16Transfer:
 
 def load_backbone_weights(model: VGG16Transfer, path: str | os.PathLike) -> None:
     """Load the VGG16 conv base from a torchvision-format state dict (e.g. ``vgg16-397923af.pth``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"VGG16 weights file not found: {path}. Supply {VGG16_WEIGHTS_FILE} (from {VGG16_WEIGHTS_URL}).")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated or not a torch file: say so, do not guess
-        raise ValueError(f"{path} is not a readable PyTorch state dict ({type(err).__name__}: {err}); "
-                         f"supply torchvision's {VGG16_WEIGHTS_FILE}") from err
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict; supply torchvision's {VGG16_WEIGHTS_FILE}")
+    state, found = model.pretrained_weights.load_state_dict(path)
     features = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
-    expected = model.features.state_dict()
-    missing = sorted(set(expected) - set(features))
-    if missing:
-        raise ValueError(f"{path} is not a torchvision VGG16 state dict: it lacks features.{missing[0]} "
-                         f"({len(missing)} of {len(expected)} base tensors missing)")
-    for key, tensor in expected.items():
-        if features[key].shape != tensor.shape:
-            raise ValueError(f"{path}: features.{key} has shape {tuple(features[key].shape)}, expected {tuple(tensor.shape)}")
-    model.features.load_state_dict({k: features[k] for k in expected})
+    model.features.load_state_dict(matching_tensors(model.features.state_dict(), features, found,
+                                                    "a torchvision VGG16 state dict (features.*)"))
 
 
 def fetch_imagenet_weights(url: str | None = None) -> Path:

@@ -23,9 +23,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="timed batch-1 runs per variant (after 10 warm-up runs; at least 10)")
     parser.add_argument("--batch", type=positive_int, default=32, help="batch size of the throughput measurement")
     parser.add_argument("--out", type=output_folder, help="results folder (default reports/benchmark)")
+    devices = parser.add_argument_group("on-device timing (model-only; accuracy comes from the host: same bytes)")
+    devices.add_argument("--device", action="append", default=[], metavar="SPEC",
+                         help="adb, adb:SERIAL (an Android phone) or ssh://[user@]host[:port] (a Linux board); repeat "
+                              "for several")
+    devices.add_argument("--benchmark-binary", metavar="PATH", help="adb: LiteRT's benchmark_model for the phone's ABI")
+    devices.add_argument("--cores", metavar="MASK", help="adb: taskset mask to pin to (e.g. f0 for 4 big cores)")
+    devices.add_argument("--use-gpu", action="store_true", help="adb: benchmark_model --use_gpu=true")
+    devices.add_argument("--use-nnapi", action="store_true", help="adb: benchmark_model --use_nnapi=true")
+    devices.add_argument("--ssh-config", metavar="FILE", help="ssh: an ssh_config file (keys, ports, known_hosts)")
+    devices.add_argument("--remote-python", default="python3", help="ssh: the board's Python (default python3)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from edge_age.benchmark.devices import open_device
     from edge_age.benchmark.harness import Scoring, find_exports, parse_threads, run_benchmark
 
     if args.runs < 10:
@@ -35,8 +46,12 @@ def run(args: argparse.Namespace) -> int:
                       limit=args.limit)
     if scoring.labels and not args.data:
         raise ValueError("--labels needs --data DIR, the folder its file names are relative to")
+    devices = [open_device(spec, ssh_config=args.ssh_config, python=args.remote_python,
+                           benchmark_binary=args.benchmark_binary, use_gpu=args.use_gpu, use_nnapi=args.use_nnapi,
+                           cores=args.cores) for spec in args.device]
     rows = run_benchmark(find_exports(Path(args.exports)), Path(args.out or "reports/benchmark"), scoring, threads,
-                         args.runs, args.batch, command="edge-age benchmark " + shlex.join(sys.argv[2:]))
+                         args.runs, args.batch, command="edge-age benchmark " + shlex.join(sys.argv[2:]),
+                         devices=devices)
     return 1 if any(r["status"] == "failed to run" for r in rows) else 0
 
 

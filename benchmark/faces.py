@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_age.train.speed import describe_machine, machine_slug
+from edge_age.machine import describe_machine, machine_line, machine_slug
 from edge_age.data import resolve_data_dir, scan_utkface
 from edge_age.faces import CHIP_TEMPLATE, DETECTORS, FaceAligner, chip_overlap, largest
 from edge_age.images import read_rgb
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     atomic_write_json(stem.with_suffix(".json"), {"machine": machine, "detector": args.detector, **result})
     text = "\n".join([
         f"# dlib face finding and alignment on {result['n']} real UTKFace chips ({args.detector} detector)", "",
-        f"Machine: {machine['cpu']}, {machine['cores']} cores; {machine['date']}. Sample: seed 0 over {labelled.root}.",
+        f"Machine: {machine_line(machine)}; {machine['date']}. Sample: seed 0 over {labelled.root}.",
         f"Command: `edge-age face-benchmark --count {args.count} --detector {args.detector}`", "",
         "| measure | value |", "| --- | ---: |",
         f"| faces found | {result['found']} of {result['n']} ({result['detection_rate']:.1%}) |",

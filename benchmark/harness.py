@@ -257,12 +257,55 @@ def parse_threads(text: str) -> list[int]:
     return list(dict.fromkeys(counts))
 
 
+def device_rows(device, exported: list[ExportedModel], host_rows: list[dict], threads: int, runs: int,
+                log=print) -> list[dict]:
+    """Every exported file timed on ``device`` (model-only), with accuracy taken from the host's row of the same
+    file (the same bytes give the same answers). A device that cannot be used, or cannot time a format, gives
+    rows with a status and why."""
+    from edge_age.benchmark.devices import DeviceError
+
+    planned = []
+    for model in exported:
+        for entry in model.manifest.files:
+            if entry.status == "export-failed":
+                continue
+            path = model.manifest.path(entry)
+            host = next((r for r in host_rows if r["model"] == model.label and r["file"] == str(path)), {})
+            base = {"device": device.name, "model": model.label, "family": model.family, "format": entry.format,
+                    "precision": entry.precision, "file": str(path), "size_mb": (entry.bytes or 0) / 1e6,
+                    "parameters": model.parameters, "gflops": model.flops / 1e9,
+                    "accuracy_from": "host (same file)", **{k: host.get(k) for k in ("n", "age_mae", "cs5",
+                                                                                        "gender_accuracy")}}
+            if host.get("status") in ("file changed", "failed to run"):
+                planned.append((base, None, f"not timed: {host['status']} on the host"))
+            else:
+                planned.append((base, path, None))
+    rows = []
+    try:
+        with device:
+            log(f"device {device.name}: {json.dumps(device.facts)}")
+            files = [path for _, path, _ in planned if path is not None]
+            timings = iter(device.time_files(files, threads, runs, 10))
+            for base, path, skipped in planned:
+                result = {"status": "not measured", "note": skipped} if path is None else next(timings)
+                rows.append({**base, "device_facts": device.facts, "status": result.pop("status"),
+                             "note": result.pop("note", ""), "latency": {str(threads): result}})
+                log(f"  {device.name} {base['model']} {base['format']} {base['precision']}: {rows[-1]['status']} "
+                    + (f"{result['latency_ms_median'] if result.get('latency_ms_median') is not None else result.get('latency_ms_mean', 0):.2f} ms"
+                       if rows[-1]["status"] == "measured" else rows[-1]["note"]))
+    except DeviceError as err:
+        log(f"device {device.name}: {err}")
+        rows = [{**base, "status": "device unavailable", "note": str(err), "latency": {}} for base, _, _ in planned]
+    return rows
+
+
 def run_benchmark(exported: list[ExportedModel], out_dir: Path, scoring: Scoring, thread_counts: list[int], runs: int,
-                  batch: int, command: str, log=print) -> list[dict]:
-    """Measure every model, judge the claims and write report.md, results.csv/json and the plots."""
+                  batch: int, command: str, log=print, devices: list = ()) -> list[dict]:
+    """Measure every model on this machine (and on each device), judge the claims, and write report.md,
+    results.csv/json and the plots."""
     from edge_age.benchmark.claims import judge_claims
     from edge_age.benchmark.report import write_results
-    from edge_age.train.speed import describe_machine
+    from edge_age.machine import describe_machine
 
     log(f"benchmarking {len(exported)} model(s): {', '.join(e.label for e in exported)}; threads {thread_counts}")
     log("measuring this CPU's compute ceiling ...")
@@ -271,25 +314,17 @@ def run_benchmark(exported: list[ExportedModel], out_dir: Path, scoring: Scoring
     for number, model in enumerate(exported, 1):
         log(f"[{number}/{len(exported)}] {model.label} ({model.family}, {model.manifest.input['size']} px)")
         rows += benchmark_model(model, scoring, thread_counts, runs, batch, peaks, log)
+    for row in rows:
+        row["device"] = "host"
+    on_devices = [r for device in devices for r in device_rows(device, exported, rows, thread_counts[0], runs, log)]
     claims = judge_claims(rows, str(thread_counts[0]))
-    context = {"machine": describe_machine(), "versions": _versions(), "thread_counts": thread_counts, "runs": runs,
+    machine = describe_machine()
+    context = {"machine": machine, "versions": machine["versions"], "thread_counts": thread_counts, "runs": runs,
                "batch": batch, "split": scoring.split, "limit": scoring.limit, "command": command,
                "scored_on": sorted({r["scored_on"] for r in rows if r.get("scored_on")}),
                "peaks": {str(t): p for t, p in peaks.items()}}
-    write_results(out_dir, rows, claims, context)
+    write_results(out_dir, rows, claims, context, on_devices)
     for claim in claims:
         log(f"claim {claim['claim']}: {claim['verdict']} - {claim['evidence']}")
     log(f"wrote {out_dir / 'report.md'}, results.csv, results.json and plots")
-    return rows
-
-
-def _versions() -> dict:
-    from importlib import metadata
-
-    versions = {}
-    for package in ("torch", "onnxruntime", "ai-edge-litert", "litert-torch", "coremltools", "numpy"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
+    return rows + on_devices

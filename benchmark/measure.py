@@ -1,10 +1,11 @@
 """One measurement of one model file in a process of its own (so one runtime's threads never disturb another's).
 
-    python -m benchmark.measure latency FILE --inputs small.npy --threads N --runs R --batch 32
-    python -m benchmark.measure predict FILE --pixels test_uint8.npy --out predictions.npz
-    python -m benchmark.measure peak - --threads N
+    python -m edge_age.benchmark.measure latency FILE --inputs small.npy --threads N --runs R --batch 32
+    python -m edge_age.benchmark.measure predict FILE --pixels test_uint8.npy --out predictions.npz
+    python -m edge_age.benchmark.measure peak - --threads N
 
-``latency`` times batch-1 calls (median, p90 over R runs after a warm-up) and batch-``--batch`` throughput on
+``latency`` times loading and the first call (cold start), batch-1 calls (median, p90 over R runs after a warm-up;
+through timing.py for exported files, the same code a board runs) and batch-``--batch`` throughput on
 already normalised float32 NCHW inputs: preprocessing stays outside the timed region. ``predict`` runs every
 test image (uint8 NHWC, normalised here as the file's own metadata says) and saves age and P(female). Both print one
 JSON line, with the process's peak resident memory. ``peak`` measures this CPU's compute ceiling for the
@@ -14,29 +15,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from edge_age.benchmark.timing import RUNTIMES, peak_rss_mb, time_file
 from edge_age.runtimes import open_model_file, open_runner
 
 WARMUP_RUNS = 10
 THROUGHPUT_RUNS = 10
-
-
-def _peak_rss_mb() -> float:
-    """Peak resident memory of this process. On Linux, VmHWM: getrusage's ru_maxrss survives fork and exec,
-    so a child would report at least its parent's peak."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024  # kB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _timed(fn, runs: int) -> np.ndarray:
@@ -50,22 +39,32 @@ def _timed(fn, runs: int) -> np.ndarray:
 
 
 def latency(path: str, inputs: np.ndarray, threads: int, runs: int, batch: int) -> dict:
+    """Batch-1 latency with cold start (timing.py: the same code a board runs), then batch throughput."""
+    if Path(path).suffix in RUNTIMES:
+        result = time_file(path, threads, runs, WARMUP_RUNS, inputs)
+    else:  # a PyTorch checkpoint: the reference row
+        started = time.perf_counter()
+        runner = open_runner(path, threads=threads)
+        load_ms = (time.perf_counter() - started) * 1000
+        one = np.ascontiguousarray(inputs[:1])
+        first_ms = _timed(lambda: runner(one), 1)[0] * 1000
+        _timed(lambda: runner(one), WARMUP_RUNS)
+        ms = _timed(lambda: runner(one), runs) * 1000
+        result = {"tool": "edge-age measure.py", "threads": threads, "runs": runs, "load_ms": load_ms,
+                  "first_inference_ms": first_ms, "latency_ms_median": float(np.median(ms)),
+                  "latency_ms_p10": float(np.percentile(ms, 10)), "latency_ms_p90": float(np.percentile(ms, 90)),
+                  "latency_ms_min": float(ms.min()), "latency_ms_max": float(ms.max()), "latency_ms_std": float(ms.std())}
     runner = open_runner(path, threads=threads)
-    one = np.ascontiguousarray(inputs[:1])
-    _timed(lambda: runner(one), WARMUP_RUNS)
-    ms = _timed(lambda: runner(one), runs) * 1000
     many = np.ascontiguousarray(np.resize(inputs, (batch, *inputs.shape[1:])))
     runner(many)
     batch_seconds = _timed(lambda: runner(many), THROUGHPUT_RUNS)
-    return {"threads": threads, "runs": runs, "latency_ms_median": float(np.median(ms)),
-            "latency_ms_p10": float(np.percentile(ms, 10)), "latency_ms_p90": float(np.percentile(ms, 90)),
-            "latency_ms_min": float(ms.min()), "batch": batch,
-            "throughput_images_per_s": float(batch / np.median(batch_seconds)), "peak_rss_mb": _peak_rss_mb()}
+    return {**result, "batch": batch, "throughput_images_per_s": float(batch / np.median(batch_seconds)),
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def predict(path: str, pixels: np.ndarray) -> dict:
     age, gender_prob = open_model_file(path).predict(pixels)
-    return {"age": age, "gender_prob": gender_prob, "peak_rss_mb": _peak_rss_mb()}
+    return {"age": age, "gender_prob": gender_prob, "peak_rss_mb": peak_rss_mb()}
 
 
 def peak(threads: int, side: int = 1024, repeats: int = 10) -> dict:
@@ -105,7 +104,7 @@ def peak(threads: int, side: int = 1024, repeats: int = 10) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmark.measure")
+    parser = argparse.ArgumentParser(prog="python -m edge_age.benchmark.measure")
     parser.add_argument("mode", choices=["latency", "predict", "peak"])
     parser.add_argument("file")
     parser.add_argument("--inputs", help="latency: normalised float32 NCHW .npy")

@@ -10,9 +10,10 @@ from pathlib import Path
 
 from edge_age.benchmark.claims import PHONE_BUDGET, SEED_NUMBERS
 from edge_age.io import atomic_write_json, atomic_write_text
+from edge_age.machine import machine_line
 from edge_age.metrics import CS_MAX_ERROR
 
-CSV_COLUMNS = ["model", "family", "format", "precision", "status", "size_mb", "parameters", "gflops", "input_size",
+CSV_COLUMNS = ["device", "model", "family", "format", "precision", "status", "size_mb", "parameters", "gflops", "input_size",
                "n", "age_mae", "cs5", "gender_accuracy", "mae_change_vs_pytorch", "gender_change_points_vs_pytorch"]
 
 
@@ -40,7 +41,7 @@ def _fmt(value, spec: str = ".2f", empty: str = "-") -> str:
     return empty if value is None else format(value, spec)
 
 
-def write_results(out_dir: Path, rows: list[dict], claims: list[dict], context: dict) -> None:
+def write_results(out_dir: Path, rows: list[dict], claims: list[dict], context: dict, on_devices=()) -> None:
     """All outputs of one benchmark run into ``out_dir``: written into a staging folder first and moved in
     with report.md last, so an interruption never leaves a report that mixes two runs or looks complete."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -49,25 +50,24 @@ def write_results(out_dir: Path, rows: list[dict], claims: list[dict], context: 
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS + _latency_columns(threads), lineterminator="\n")
     writer.writeheader()
-    for row in rows:
+    for row in [*rows, *on_devices]:
         writer.writerow(_flat(row, threads))
     atomic_write_text(staging / "results.csv", buffer.getvalue())
-    atomic_write_json(staging / "results.json", {"context": context, "rows": rows, "claims": claims,
-                                                 "seed_numbers": SEED_NUMBERS})
-    plots = draw_plots(staging, rows, threads)
-    atomic_write_text(staging / "report.md", markdown(rows, claims, context, plots))
+    atomic_write_json(staging / "results.json", {"context": context, "rows": rows, "device_rows": list(on_devices),
+                                                 "claims": claims, "seed_numbers": SEED_NUMBERS})
+    plots = draw_plots(staging, rows, threads) + draw_device_plot(staging, rows, list(on_devices), threads[0])
+    atomic_write_text(staging / "report.md", markdown(rows, claims, context, plots, list(on_devices)))
     (out_dir / "report.md").unlink(missing_ok=True)
     for name in ["results.csv", "results.json", *plots, "report.md"]:
         os.replace(staging / name, out_dir / name)
     shutil.rmtree(staging, ignore_errors=True)
 
 
-def markdown(rows: list[dict], claims: list[dict], context: dict, plots: list[str]) -> str:
+def markdown(rows: list[dict], claims: list[dict], context: dict, plots: list[str], on_devices=()) -> str:
     threads = context["thread_counts"]
     machine = context["machine"]
     lines = [f"# edge-age benchmark ({machine['date']})", "",
-             f"Machine: {machine['cpu']}, {machine['cores']} cores, GPU: {machine['gpu'] or 'none (CPU runtimes only)'}; "
-             f"Python {machine['python']}, {', '.join(f'{k} {v}' for k, v in context['versions'].items())}.", "",
+             f"Machine: {machine_line(machine)}; {', '.join(f'{k} {v}' for k, v in context['versions'].items())}.", "",
              f"Command: `{context['command']}`", "",
              f"Accuracy: the whole `{context['split']}` split of each model's own training run"
              + (f" (a seeded sample of {context['limit']} images)" if context.get("limit") else "")
@@ -104,6 +104,7 @@ def markdown(rows: list[dict], claims: list[dict], context: dict, plots: list[st
                      if r["status"] in ("failed parity", "export failed") and r.get("export_reason")})
     if notes:
         lines += ["", "Notes:"] + [f"- {n}" for n in notes]
+    lines += band_section(rows) + speed_section(rows, context) + device_section(rows, list(on_devices), threads[0])
     lines += ["", "## The claims", ""]
     for claim in claims:
         lines += [f"{claim['claim']}. **{claim['verdict']}**: {claim['text']}  ", f"   {claim['evidence']}", ""]
@@ -123,6 +124,138 @@ def markdown(rows: list[dict], claims: list[dict], context: dict, plots: list[st
     if plots:
         lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plots]
     return "\n".join(lines) + "\n"
+
+
+def band_section(rows: list[dict]) -> list[str]:
+    """Age MAE and gender accuracy per age band: where a model is weak shows here, not in the mean."""
+    banded = [r for r in rows if r.get("bands")]
+    if not banded:
+        return []
+    names = list(dict.fromkeys(b for r in banded for b in r["bands"]))
+    lines = ["", "## Accuracy by age band", "", "Age MAE (years) / gender accuracy, by the true age; n per band in the "
+             "header.", "", "| model | format | precision | " + " | ".join(
+                 f"{b} (n={banded[0]['bands'].get(b, {}).get('n', 0)})" for b in names) + " |",
+             "|" + " --- |" * (3 + len(names))]
+    for r in banded:
+        cells = [f"{r['bands'][b]['age_mae']:.2f} / {r['bands'][b]['gender_accuracy']:.3f}" if b in r["bands"] else "-"
+                 for b in names]
+        lines.append(f"| {r['model']} | {r['format']} | {r['precision']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def int8_speedups(rows: list[dict], threads: str) -> list[dict]:
+    """Per model, format and device: each int8 variant's median latency against the fp32 file of that format."""
+    found = []
+    for r in rows:
+        if not r["precision"].startswith("int8"):
+            continue
+        base = next((b for b in rows if (b.get("device"), b["model"], b["format"], b["precision"]) ==
+                     (r.get("device"), r["model"], r["format"], "fp32")), None)
+        fast, slow = (x and x.get("latency", {}).get(threads, {}) for x in (r, base))
+        if fast and slow and fast.get("latency_ms_median") and slow.get("latency_ms_median"):
+            found.append({"device": r.get("device", "host"), "model": r["model"], "format": r["format"],
+                          "precision": r["precision"], "fp32_ms": slow["latency_ms_median"],
+                          "int8_ms": fast["latency_ms_median"],
+                          "speedup": slow["latency_ms_median"] / fast["latency_ms_median"]})
+    return found
+
+
+def speed_section(rows: list[dict], context: dict) -> list[str]:
+    """Cold start and memory per file, and int8 against fp32 in words that follow the figures of this machine."""
+    t = str(context["thread_counts"][0])
+    timed = [r for r in rows if r.get("latency", {}).get(t, {}).get("load_ms") is not None]
+    lines = []
+    if timed:
+        lines += ["", f"## Cold start and memory ({t} thread(s))", "",
+                  "| model | format | precision | load ms | first inference ms | steady ms p50 | peak MB |",
+                  "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
+        for r in timed:
+            timing = r["latency"][t]
+            lines.append(f"| {r['model']} | {r['format']} | {r['precision']} | {timing['load_ms']:.1f} | "
+                         f"{timing['first_inference_ms']:.2f} | {timing['latency_ms_median']:.2f} | "
+                         f"{_fmt(timing.get('peak_rss_mb'), '.0f')} |")
+    speedups = int8_speedups(rows, t)
+    if speedups:
+        int8 = context["machine"].get("int8", "")
+        lines += ["", f"## int8 against fp32 on this machine ({t} thread(s); int8 instructions: {int8})", ""]
+        for s in speedups:
+            verdict = "faster" if s["speedup"] >= 1.05 else "slower" if s["speedup"] <= 0.95 else "no faster"
+            factor = s["speedup"] if s["speedup"] >= 1 else 1 / s["speedup"]
+            lines.append(f"- {s['model']} {s['format']} {s['precision']}: {s['int8_ms']:.2f} ms against "
+                         f"{s['fp32_ms']:.2f} ms in fp32, so int8 is {factor:.2f}x {verdict} here"
+                         + ("" if verdict != "no faster" else f" ({s['speedup']:.2f}x)") + ".")
+    return lines
+
+
+def device_section(rows: list[dict], on_devices: list[dict], threads: int) -> list[str]:
+    """Host and device rows side by side, with the int8 speed-up on each device."""
+    if not on_devices:
+        return []
+    t = str(threads)
+    lines = ["", "## On devices (model-only timing)", "",
+             "Latency of the model alone on a prepared input tensor (no decode, crop or resize); accuracy comes from "
+             "the host, since the file is the same bytes. Delegate coverage: how many of the graph's nodes the "
+             "delegate (XNNPACK, GPU, NNAPI) took, out of all, and in how many partitions; the rest ran on the "
+             "CPU's built-in kernels.", "",
+             "| device | model | format | precision | MB | age MAE (host) | ms p50 | ms p90 | load ms | first ms | "
+             "delegate coverage | tool | status |", "|" + " --- |" * 13]
+    facts = {}
+    for r in [*(r for r in rows if r.get("latency", {}).get(t)), *on_devices]:
+        timing = r.get("latency", {}).get(t, {})
+        delegate = timing.get("delegate") or {}
+        coverage = (f"{delegate['nodes']}/{delegate['of']} ({delegate['name']}"
+                    + (f", {delegate['partitions']} partitions" if delegate.get("partitions") else "") + ")"
+                    if delegate.get("of") else ("fell back to CPU" if delegate.get("fell_back") else "-"))
+        median = timing.get("latency_ms_median", timing.get("latency_ms_mean"))
+        lines.append(f"| {r.get('device', 'host')} | {r['model']} | {r['format']} | {r['precision']} | "
+                     f"{_fmt(r.get('size_mb'))} | {_fmt(r.get('age_mae'))} | {_fmt(median)} | "
+                     f"{_fmt(timing.get('latency_ms_p90'))} | {_fmt(timing.get('load_ms'), '.1f')} | "
+                     f"{_fmt(timing.get('first_inference_ms'))} | {coverage} | {timing.get('tool', '-')} | "
+                     f"{r.get('status', '-')}" + (f": {r['note']}" if r.get("note") else "") + " |")
+        if r.get("device_facts"):
+            facts[r["device"]] = r["device_facts"]
+    for name, fact in facts.items():
+        lines.append(f"\n{name}: " + ", ".join(f"{k} {v}" for k, v in fact.items() if k != "versions")
+                     + (f"; {', '.join(f'{k} {v}' for k, v in fact['versions'].items())}" if fact.get("versions") else ""))
+    speedups = [s for s in int8_speedups(on_devices, t)]
+    if speedups:
+        lines += ["", "int8 against fp32 on each device:", ""]
+        lines += [f"- {s['device']} {s['model']} {s['format']} {s['precision']}: {s['speedup']:.2f}x "
+                  f"({s['fp32_ms']:.2f} -> {s['int8_ms']:.2f} ms)" for s in speedups]
+    return lines
+
+
+def draw_device_plot(out_dir: Path, rows: list[dict], on_devices: list[dict], threads: int) -> list[str]:
+    """Median latency per file on the host and on each device, grouped by format and precision."""
+    if not on_devices:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = str(threads)
+    measured = [r for r in [*rows, *on_devices] if r["format"] != "pytorch" and
+                r.get("latency", {}).get(t, {}).get("latency_ms_median", r.get("latency", {}).get(t, {}).get("latency_ms_mean"))]
+    if not measured:
+        return []
+    variants = list(dict.fromkeys(f"{r['model']}\n{r['format']} {r['precision']}" for r in measured))
+    devices = list(dict.fromkeys(r.get("device", "host") for r in measured))
+    fig, ax = plt.subplots(figsize=(max(8, len(variants) * 0.9), 5))
+    width = 0.8 / len(devices)
+    for d, device in enumerate(devices):
+        mine = [r for r in measured if r.get("device", "host") == device]
+        xs = [variants.index(f"{r['model']}\n{r['format']} {r['precision']}") + d * width for r in mine]
+        heights = [r["latency"][t].get("latency_ms_median", r["latency"][t].get("latency_ms_mean")) for r in mine]
+        ax.bar(xs, heights, width, color=f"C{d}", label=device)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(variants))], variants, fontsize=6, rotation=45, ha="right")
+    ax.set_ylabel(f"median ms, batch 1, {t} thread(s), model only")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(out_dir / "latency_by_device.png", dpi=120)
+    plt.close(fig)
+    return ["latency_by_device.png"]
 
 
 def _pareto(points: list[tuple[float, float]]) -> list[int]:

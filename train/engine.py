@@ -11,7 +11,6 @@ import csv
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from edge_age.data import (MAX_BIN_AGE, CachedBatches, LabelledImages, apply_spl
                            load_split, make_split, resolve_data_dir, save_split)
 from edge_age.inference import predict
 from edge_age.io import atomic_write_json, atomic_write_text, sha256_file
+from edge_age.machine import describe_machine, runtime_versions
 from edge_age.manifest import relative_to_folder
 from edge_age.metrics import summarize
 from edge_age.registry import AgeGenderModel, create_model
@@ -250,13 +250,6 @@ def _git_commit() -> str | None:
         return None
 
 
-def _versions() -> dict:
-    import kornia
-
-    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-            "kornia": kornia.__version__, "platform": platform.platform(), "cpu_count": os.cpu_count()}
-
-
 def _read_metrics(path: Path, up_to_epoch: int) -> list[dict]:
     if not path.exists():
         return []
@@ -331,7 +324,7 @@ def train(recipe: dict | None, options: RunOptions) -> dict:
                   "split_sha256": sha256_file(out_dir / "split.json"),
                   "data_root": relative_to_folder(data.root, out_dir),  # relative: a run folder travels
                   "device": str(device), "world_size": procs.world,
-                  "git_commit": _git_commit(), "versions": _versions(),
+                  "git_commit": _git_commit(), "versions": runtime_versions(), "machine": describe_machine(),
                   "started": time.strftime("%Y-%m-%d %H:%M:%S"), "resumed": options.resume}
         if options.resume and (out_dir / "config.json").exists():
             config = {**json.loads((out_dir / "config.json").read_text()), "resumed": True}

@@ -5,11 +5,9 @@ results/training-speed/ and projects each recipe's wall time from the measured s
 from __future__ import annotations
 
 import argparse
-import platform
-import re
-import time
 from pathlib import Path
 
+from edge_age.machine import describe_machine, machine_line, machine_slug
 from edge_age.io import atomic_write_json, atomic_write_text
 from edge_age.train.recipes import QUICK_RECIPES, RECIPES, resolve_recipe
 
@@ -27,30 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
     parser.add_argument("--compile", action="store_true", help="torch.compile each model (GPU)")
     parser.add_argument("--out", help="output stem (default results/training-speed/MACHINE)")
-
-
-def describe_machine() -> dict:
-    """CPU model, core count, GPU (if any) and versions: results mean little without them."""
-    import os
-
-    import torch
-
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version(),
-            "torch": torch.__version__, "platform": platform.platform(), "date": time.strftime("%Y-%m-%d")}
-
-
-def machine_slug(machine: dict) -> str:
-    name = machine["gpu"] or f"cpu-{machine['cores']}core"
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 def _expand(names: str) -> list[dict]:
@@ -101,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _markdown(machine: dict, rows: list[dict], args: argparse.Namespace, labelled: int) -> str:
     lines = [f"# Training throughput on {machine['gpu'] or 'CPU only'}", "",
-             f"Machine: {machine['cpu']}, {machine['cores']} cores, GPU: {machine['gpu'] or 'none'}; "
-             f"Python {machine['python']}, torch {machine['torch']}; {machine['date']}.", "",
+             f"Machine: {machine_line(machine)}; Python {machine['python']}, torch {machine['versions']['torch']}; "
+             f"{machine['date']}.", "",
              f"Command: `edge-age train-speed --recipes {args.recipes} --steps {args.steps} --warmup {args.warmup} "
              f"--device {args.device} --workers {args.workers}{' --compile' if args.compile else ''}`. "
              f"Each row times {args.steps} real training steps (forward, loss, backward, Adam) of the recipe's first phase "

@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     devices.add_argument("--cores", metavar="MASK", help="adb: taskset mask to pin to (e.g. f0 for 4 big cores)")
     devices.add_argument("--use-gpu", action="store_true", help="adb: benchmark_model --use_gpu=true")
     devices.add_argument("--use-nnapi", action="store_true", help="adb: benchmark_model --use_nnapi=true")
+    devices.add_argument("--app-stages", action="store_true",
+                         help="adb: also time whole frames (crop, tensor, inference, decode) in the demo app's benchmark "
+                              "mode, for the files the installed app ships")
     devices.add_argument("--ssh-config", metavar="FILE", help="ssh: an ssh_config file (keys, ports, known_hosts)")
     devices.add_argument("--remote-python", default="python3", help="ssh: the board's Python (default python3)")
 
@@ -48,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--labels needs --data DIR, the folder its file names are relative to")
     devices = [open_device(spec, ssh_config=args.ssh_config, python=args.remote_python,
                            benchmark_binary=args.benchmark_binary, use_gpu=args.use_gpu, use_nnapi=args.use_nnapi,
-                           cores=args.cores) for spec in args.device]
+                           cores=args.cores, app_stages=args.app_stages) for spec in args.device]
     rows = run_benchmark(find_exports(Path(args.exports)), Path(args.out or "reports/benchmark"), scoring, threads,
                          args.runs, args.batch, command="edge-age benchmark " + shlex.join(sys.argv[2:]),
                          devices=devices)

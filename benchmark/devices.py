@@ -188,6 +188,7 @@ class AdbDevice(Device):
     use_nnapi: bool = False
     use_xnnpack: bool = True
     cores: str | None = None  # taskset mask, e.g. f0 for the big cores of a 4+4 phone
+    app_stages: bool = False  # also time whole frames in the demo app's benchmark mode
 
     def _adb(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         command = ["adb", *(["-s", self.serial] if self.serial else []), *args]
@@ -256,6 +257,47 @@ class AdbDevice(Device):
         return {"tool": "LiteRT benchmark_model", "threads": threads, "model_only": True, **parsed}
 
 
+APP_PACKAGE = "dev.edgeage.demo"
+APP_LOG_TAG = "EdgeAgeBench"
+APP_LOG_PREFIX = "EDGE_AGE_BENCH "  # android_demo/core StageTimer.LOG_PREFIX
+
+
+def app_stage_times(device: AdbDevice, model_names: list[str], faces_file: Path, runs: int, threads: int,
+                    wait_seconds: int = 300) -> dict[str, dict]:
+    """The demo app's benchmark mode (BenchmarkActivity) on each of its installed model files: the stages of a
+    whole frame in the app's own code (crop, tensor, inference, decode), read back from logcat."""
+    import time
+
+    remote = f"/sdcard/Android/data/{APP_PACKAGE}/files/edge-age-bench"
+    device._run(f"mkdir -p {remote}")
+    found = {}
+    try:
+        device._push(faces_file, f"{remote}/faces.json")
+        for name in model_names:
+            device._adb("logcat", "-c")
+            device._run(f"am start -W -n {APP_PACKAGE}/.BenchmarkActivity --es model {shlex.quote(name)} "
+                        f"--es faces {remote}/faces.json --ei runs {runs} --ei threads {threads}")
+            deadline = time.monotonic() + wait_seconds
+            result = None
+            while result is None and time.monotonic() < deadline:
+                result = parse_app_stages(device._adb("logcat", "-d", "-s", APP_LOG_TAG).stdout)
+                if result is None:
+                    time.sleep(1)
+            found[name] = result or {"error": f"no {APP_LOG_PREFIX.strip()} line in logcat after {wait_seconds} s: is "
+                                              "the demo app (with this model in its assets) installed?"}
+    finally:
+        device._run(f"rm -rf {remote}", check=False)
+    return found
+
+
+def parse_app_stages(logcat: str) -> dict | None:
+    """The last benchmark-mode line of a logcat dump, as a dict (None when there is none yet)."""
+    lines = [line for line in logcat.splitlines() if APP_LOG_PREFIX in line]
+    if not lines:
+        return None
+    return json.loads(lines[-1].split(APP_LOG_PREFIX, 1)[1])
+
+
 def parse_adb_devices(text: str) -> list[tuple[str, str]]:
     """``adb devices`` output -> [(serial, state)], state being device, unauthorized, offline, ..."""
     found = []
@@ -320,13 +362,13 @@ def parse_benchmark_model(text: str) -> dict:
 
 def open_device(spec: str, ssh_config: str | None = None, python: str = "python3",
                 benchmark_binary: str | None = None, use_gpu: bool = False, use_nnapi: bool = False,
-                cores: str | None = None) -> Device:
+                cores: str | None = None, app_stages: bool = False) -> Device:
     """``adb``, ``adb:SERIAL`` or ``ssh://[user@]host[:port]`` -> a device (not yet connected)."""
     if spec == "adb" or spec.startswith("adb:"):
         serial = spec[4:] or None
         return AdbDevice(name=spec, kind="adb", suffixes=(".tflite",), serial=serial,
                          benchmark_binary=Path(benchmark_binary) if benchmark_binary else None, use_gpu=use_gpu,
-                         use_nnapi=use_nnapi, cores=cores)
+                         use_nnapi=use_nnapi, cores=cores, app_stages=app_stages)
     if spec.startswith("ssh://"):
         parsed = urlparse(spec)
         if not parsed.hostname:

@@ -198,6 +198,8 @@ def benchmark_model(exported: ExportedModel, scoring: Scoring, thread_counts: li
                 results.append(row)
                 log(f"  {name}: not measured ({fmt.not_runnable_because})")
                 continue
+            if fmt is not None and fmt.op_counts is not None and variant["status"] not in ("export-failed", "file changed"):
+                row["ops"] = fmt.op_counts(variant["file"])
             if variant["status"] in ("export-failed", "file changed", "no reference"):
                 row["status"] = variant["status"].replace("-", " ")
                 row["note"] = variant["reason"]
@@ -286,10 +288,13 @@ def device_rows(device, exported: list[ExportedModel], host_rows: list[dict], th
             log(f"device {device.name}: {json.dumps(device.facts)}")
             files = [path for _, path, _ in planned if path is not None]
             timings = iter(device.time_files(files, threads, runs, 10))
+            frames = _app_frames(device, files, runs, threads, log)
             for base, path, skipped in planned:
                 result = {"status": "not measured", "note": skipped} if path is None else next(timings)
                 rows.append({**base, "device_facts": device.facts, "status": result.pop("status"),
                              "note": result.pop("note", ""), "latency": {str(threads): result}})
+                if path is not None and path.name in frames:
+                    rows[-1]["app_frame"] = frames[path.name]
                 log(f"  {device.name} {base['model']} {base['format']} {base['precision']}: {rows[-1]['status']} "
                     + (f"{result['latency_ms_median'] if result.get('latency_ms_median') is not None else result.get('latency_ms_mean', 0):.2f} ms"
                        if rows[-1]["status"] == "measured" else rows[-1]["note"]))
@@ -297,6 +302,27 @@ def device_rows(device, exported: list[ExportedModel], host_rows: list[dict], th
         log(f"device {device.name}: {err}")
         rows = [{**base, "status": "device unavailable", "note": str(err), "latency": {}} for base, _, _ in planned]
     return rows
+
+
+def _app_frames(device, files: list[Path], runs: int, threads: int, log) -> dict[str, dict]:
+    """Whole-frame stage times from the demo app's benchmark mode, for the timed files the app ships."""
+    if not getattr(device, "app_stages", False):
+        return {}
+    import tempfile
+
+    from edge_age.benchmark.devices import app_stage_times
+    from edge_age.export import android
+
+    shipped = {e["file"] for e in json.loads((android.DEFAULT_ASSETS / "manifest.json").read_text())["files"]}
+    names = [p.name for p in files if p.name in shipped]
+    if not names:
+        log(f"  {device.name}: --app-stages: none of the timed files is in the app's assets ({', '.join(sorted(shipped))})")
+        return {}
+    faces = json.loads(android.DEFAULT_GOLDEN.read_text())["faces"]
+    with tempfile.TemporaryDirectory() as tmp:
+        faces_file = Path(tmp) / "faces.json"
+        faces_file.write_text(json.dumps({"faces": faces}))
+        return app_stage_times(device, names, faces_file, max(10, runs // 2), threads)
 
 
 def run_benchmark(exported: list[ExportedModel], out_dir: Path, scoring: Scoring, thread_counts: list[int], runs: int,

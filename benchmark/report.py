@@ -104,7 +104,8 @@ def markdown(rows: list[dict], claims: list[dict], context: dict, plots: list[st
                      if r["status"] in ("failed parity", "export failed") and r.get("export_reason")})
     if notes:
         lines += ["", "Notes:"] + [f"- {n}" for n in notes]
-    lines += band_section(rows) + speed_section(rows, context) + device_section(rows, list(on_devices), threads[0])
+    lines += (band_section(rows) + speed_section(rows, context) + ops_section(rows)
+              + device_section(rows, list(on_devices), threads[0]))
     lines += ["", "## The claims", ""]
     for claim in claims:
         lines += [f"{claim['claim']}. **{claim['verdict']}**: {claim['text']}  ", f"   {claim['evidence']}", ""]
@@ -187,6 +188,24 @@ def speed_section(rows: list[dict], context: dict) -> list[str]:
     return lines
 
 
+OPS_SHOWN = ("QUANTIZE", "DEQUANTIZE", "QuantizeLinear", "DequantizeLinear", "PAD", "CONCATENATION", "Concat")
+
+
+def ops_section(rows: list[dict]) -> list[str]:
+    """What each file computes: op counts, with the ones that show int8 islands (quantize/dequantize between
+    integer and float parts) and workarounds (PAD) picked out."""
+    counted = [r for r in rows if r.get("ops")]
+    if not counted:
+        return []
+    lines = ["", "## Graph ops", "", "Quantize/dequantize ops inside a graph mark where it leaves integer arithmetic; "
+             "a full-integer file should have them only at its input and before its float heads.", "",
+             "| model | format | precision | ops | " + " | ".join(OPS_SHOWN) + " |", "|" + " --- |" * (4 + len(OPS_SHOWN))]
+    for r in counted:
+        lines.append(f"| {r['model']} | {r['format']} | {r['precision']} | {sum(r['ops'].values())} | "
+                     + " | ".join(str(r["ops"].get(op, 0)) for op in OPS_SHOWN) + " |")
+    return lines
+
+
 def device_section(rows: list[dict], on_devices: list[dict], threads: int) -> list[str]:
     """Host and device rows side by side, with the int8 speed-up on each device."""
     if not on_devices:
@@ -214,6 +233,14 @@ def device_section(rows: list[dict], on_devices: list[dict], threads: int) -> li
                      f"{r.get('status', '-')}" + (f": {r['note']}" if r.get("note") else "") + " |")
         if r.get("device_facts"):
             facts[r["device"]] = r["device_facts"]
+        if r.get("app_frame"):
+            frame = r["app_frame"]
+            stages = frame.get("stages", {})
+            lines.append(f"| {r['device']} | {r['model']} | {r['format']} | {r['precision']} (whole frame in the app) | "
+                         f"{_fmt(r.get('size_mb'))} | {_fmt(r.get('age_mae'))} | {_fmt(stages.get('frame', {}).get('median_ms'))} | "
+                         f"{_fmt(stages.get('frame', {}).get('p90_ms'))} | - | - | "
+                         + ", ".join(f"{k} {v['median_ms']:.2f}" for k, v in stages.items() if k != "frame")
+                         + f" | demo app StageTimer | {frame.get('error', 'measured')} |")
     for name, fact in facts.items():
         lines.append(f"\n{name}: " + ", ".join(f"{k} {v}" for k, v in fact.items() if k != "versions")
                      + (f"; {', '.join(f'{k} {v}' for k, v in fact['versions'].items())}" if fact.get("versions") else ""))

@@ -105,6 +105,8 @@ if args[0] == "devices":
     print(scenario["devices"])
 elif args[0] == "push":
     pass
+elif args[0] == "logcat" and "-d" in args:
+    print(scenario.get("logcat", ""))
 elif args[0] == "shell":
     command = args[1]
     if command.startswith("getprop "):
@@ -125,9 +127,9 @@ elif args[0] == "shell":
              "ro.build.version.release": "14", "ro.product.cpu.abi": "arm64-v8a"}
 
     def scenario(devices="List of devices attached\nR58M123ABC\tdevice\n", output=BENCHMARK_MODEL_OUTPUT, rc=0,
-                 props=phone):
+                 props=phone, logcat=""):
         (tmp_path / "scenario.json").write_text(json.dumps({"devices": devices, "output": output, "rc": rc,
-                                                            "props": props}))
+                                                            "props": props, "logcat": logcat}))
         (tmp_path / "adb.log").write_text("")
         return binary
 
@@ -319,3 +321,30 @@ def test_host_timing_agrees_with_litert_benchmark(export_dir, tmp_path):
     theirs = json.loads((tmp_path / "lb.json").read_text())["latency"]
     ratio = ours["latency_ms_median"] / theirs["median_ms"]
     assert 0.33 < ratio < 3, (ours["latency_ms_median"], theirs["median_ms"])
+
+
+# What the app's StageTimer.report() logs (android_demo/core StageTimerTest checks that format), as logcat shows it
+APP_LOGCAT = ('12-04 05:01:02.345  4321  4400 I EdgeAgeBench: EDGE_AGE_BENCH {"model": "custom_cnn_int8.tflite", '
+              '"accelerator": "CPU, XNNPACK", "threads": 4, "frames": 100, "stages": {"crop": {"median_ms": 0.8100, '
+              '"mean_ms": 0.8300, "p90_ms": 0.9000}, "tensor": {"median_ms": 0.1200, "mean_ms": 0.1300, "p90_ms": '
+              '0.1500}, "inference": {"median_ms": 2.9000, "mean_ms": 3.0000, "p90_ms": 3.4000}, "decode": '
+              '{"median_ms": 0.0100, "mean_ms": 0.0100, "p90_ms": 0.0200}, "frame": {"median_ms": 3.8500, '
+              '"mean_ms": 3.9700, "p90_ms": 4.4000}}}')
+
+
+def test_app_stages_start_the_benchmark_mode_and_read_logcat(fake_adb, tmp_path):
+    from edge_age.benchmark.devices import app_stage_times
+
+    scenario, calls = fake_adb
+    binary = scenario(logcat="--------- beginning of main\n" + APP_LOGCAT)
+    faces = tmp_path / "faces.json"
+    faces.write_text(json.dumps({"faces": []}))
+    with open_device("adb", benchmark_binary=str(binary), app_stages=True) as device:
+        stages = app_stage_times(device, ["custom_cnn_int8.tflite"], faces, runs=10, threads=4)
+    frame = stages["custom_cnn_int8.tflite"]["stages"]
+    assert frame["inference"]["median_ms"] == 2.9 and frame["frame"]["median_ms"] == 3.85
+    shell = [c[3] for c in calls() if c[:3] == ["-s", "R58M123ABC", "shell"]]
+    start = next(c for c in shell if c.startswith("am start"))
+    assert "-n dev.edgeage.demo/.BenchmarkActivity --es model custom_cnn_int8.tflite" in start
+    assert ["-s", "R58M123ABC", "logcat", "-c"] in calls()
+    assert "rm -rf /sdcard/Android/data/dev.edgeage.demo/files/edge-age-bench" in shell

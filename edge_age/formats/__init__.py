@@ -28,6 +28,7 @@ class Format:
     not_runnable_because: str = ""  # why runner is None, in words
     check: Callable | None = None  # check(path, precision, size) -> dict with status/reason, where it cannot run
     export_options: tuple[str, ...] = ()  # keyword options its export takes (e.g. int8_outputs)
+    op_counts: Callable | None = None  # op_counts(path) -> {op type: count}, to see what a file really computes
     description: str = ""
     notes: dict = field(default_factory=dict)
 

@@ -110,6 +110,16 @@ class OnnxRunner(Runner):
         return np.asarray(age, np.float32).reshape(-1), np.asarray(gender, np.float32).reshape(-1)
 
 
+def onnx_op_counts(path: str | Path) -> dict[str, int]:
+    """How many nodes of each op type the graph holds (QuantizeLinear/DequantizeLinear pairs around each int8 op)."""
+    import onnx
+
+    counts: dict[str, int] = {}
+    for node in onnx.load(str(path), load_external_data=False).graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: -item[1]))
+
+
 FORMAT = Format(name="onnx", suffix=".onnx", precisions=PRECISIONS, layout="NCHW", extra="onnx", export=export_onnx,
-                runner=OnnxRunner, notes={"dynamic_batch": True},
+                runner=OnnxRunner, op_counts=onnx_op_counts, notes={"dynamic_batch": True},
                 description="ONNX (dynamic batch, NCHW); int8: static QDQ, per-channel, calibrated on real images")

@@ -267,6 +267,22 @@ def read_tflite_metadata(path: str | Path) -> dict[str, str]:
     return found
 
 
+def tflite_op_counts(path: str | Path) -> dict[str, int]:
+    """How many operators of each builtin type the file's graph holds (QUANTIZE/DEQUANTIZE between int8 islands,
+    PADs of the concatenation workaround, ...)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    tflite_model = schema.ModelT.InitFromPackedBuf(Path(path).read_bytes(), 0)
+    counts: dict[str, int] = {}
+    for subgraph in tflite_model.subgraphs:
+        for op in subgraph.operators:
+            code = tflite_model.operatorCodes[op.opcodeIndex]
+            name = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
+            counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: -item[1]))
+
+
 FORMAT = Format(name="tflite", suffix=".tflite", precisions=PRECISIONS, layout="NHWC", extra="tflite",
-                export=export_tflite, runner=TFLiteRunner, export_options=("int8_outputs",),
+                export=export_tflite, runner=TFLiteRunner, export_options=("int8_outputs",), op_counts=tflite_op_counts,
                 description="TFLite (batch 1, NHWC) via litert-torch; int8: full-integer trunk via PT2E")

@@ -6,6 +6,7 @@ import dev.edgeage.core.AgeGender
 import dev.edgeage.core.InputTensor
 import dev.edgeage.core.ModelSpec
 import dev.edgeage.core.OutputDecoder
+import dev.edgeage.core.StageTimer
 import java.io.Closeable
 import java.io.FileInputStream
 import java.nio.ByteBuffer
@@ -78,11 +79,15 @@ class AgeGenderModel(
         outputs = outputBuffers.withIndex().associate { (index, buffer) -> index to buffer }
     }
 
-    /** Face pixels from FaceCrop (inputSize x inputSize x 3, 0..255) -> age and P(female). */
-    fun predict(pixels: FloatArray): AgeGender {
+    /** Face pixels from FaceCrop (inputSize x inputSize x 3, 0..255) -> age and P(female). With a [timer], the
+     *  tensor, inference and decode stages are timed (the benchmark mode). */
+    fun predict(pixels: FloatArray, timer: StageTimer? = null): AgeGender {
+        timer?.start("tensor")
         InputTensor.write(InputTensor.normalise(pixels, spec), file, input)
         outputBuffers.forEach { it.rewind() }
+        timer?.start("inference")
         interpreter.runForMultipleInputsOutputs(arrayOf<Any>(input), outputs)
+        timer?.start("decode")
         val values = FloatArray(outputOrder.size) { k ->
             val index = outputOrder[k]
             val tensor = interpreter.getOutputTensor(index)

@@ -9,6 +9,9 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
+
+from edge_age.quiet import quiet_third_party
 
 # subcommand -> (module with add_arguments/run, one-line help)
 SUBCOMMANDS = {
@@ -29,7 +32,9 @@ USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, 
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edge-age", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="edge-age", description=__doc__.splitlines()[0],
+                                     epilog="edge-age --verbose COMMAND ... also shows third-party warnings and "
+                                            "progress bars (edge_age/quiet.py lists what is filtered)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     wanted = next((a for a in argv if not a.startswith("-")), None)
     for name, (module_name, help_text) in SUBCOMMANDS.items():
@@ -43,6 +48,11 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if "--verbose" in argv[:1]:  # edge-age --verbose COMMAND ...: third-party warnings and progress bars too
+        os.environ["EDGE_AGE_VERBOSE"] = "1"
+        argv = argv[1:]
+    quiet_third_party()
+    warnings.showwarning = _one_line_warning
     args = build_parser(argv).parse_args(argv)
     try:
         result = args.handler(args)
@@ -55,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"edge-age {args.command}: error: {err}", file=sys.stderr)
         return 2
     return int(result or 0)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Our warnings (skipped files, rejected label rows) as one line each, without a source excerpt."""
+    print(f"edge-age: warning: {message}", file=file or sys.stderr)
 
 
 if __name__ == "__main__":

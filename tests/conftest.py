@@ -8,6 +8,9 @@ import numpy as np
 import pytest
 
 from edge_age.data import resolve_data_dir, scan_utkface
+from edge_age.quiet import quiet_third_party
+
+quiet_third_party()  # as the edge-age command does: third-party noise filtered at its source
 
 
 @pytest.fixture(scope="session")

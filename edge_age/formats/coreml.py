@@ -11,6 +11,7 @@ import torch
 
 from edge_age.formats import Format
 from edge_age.formats.deploy import OUTPUT_NAMES, DeployModel, require
+from edge_age.quiet import coreml_progress_hidden
 from edge_age.registry import AgeGenderModel
 
 PRECISIONS = ("fp16", "int8")
@@ -28,15 +29,16 @@ def export_coreml(model: AgeGenderModel, precision: str, calibration: np.ndarray
                                    bias=[-m / spec.std[0] for m in spec.mean], color_layout=ct.colorlayout.RGB)
     else:
         model_input = ct.TensorType(name="image", shape=(1, 3, size, size))
-    mlmodel = ct.convert(exported, inputs=[model_input], outputs=[ct.TensorType(name=n) for n in OUTPUT_NAMES],
-                         convert_to="mlprogram", compute_precision=ct.precision.FLOAT16,
-                         minimum_deployment_target=ct.target.iOS16, skip_model_load=True)
-    if precision == "int8":
-        optimize = ct.optimize.coreml
-        config = optimize.OptimizationConfig(global_config=optimize.OpLinearQuantizerConfig(mode="linear_symmetric"))
-        mlmodel = optimize.linear_quantize_weights(mlmodel, config=config)
-    elif precision != "fp16":
+    if precision not in PRECISIONS:
         raise ValueError(f"Core ML precision {precision!r} is not one of {PRECISIONS}")
+    with coreml_progress_hidden():
+        mlmodel = ct.convert(exported, inputs=[model_input], outputs=[ct.TensorType(name=n) for n in OUTPUT_NAMES],
+                             convert_to="mlprogram", compute_precision=ct.precision.FLOAT16,
+                             minimum_deployment_target=ct.target.iOS16, skip_model_load=True)
+        if precision == "int8":
+            optimize = ct.optimize.coreml
+            config = optimize.OptimizationConfig(global_config=optimize.OpLinearQuantizerConfig(mode="linear_symmetric"))
+            mlmodel = optimize.linear_quantize_weights(mlmodel, config=config)
     info = json.loads(metadata["edge_age"])
     mlmodel.short_description = f"edge-age {info['model']['name']}: age in years and P(female) from a face crop"
     mlmodel.input_description["image"] = (f"RGB face crop {size}x{size}; " +

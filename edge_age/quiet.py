@@ -1,0 +1,52 @@
+"""Third-party noise filtered at its source, so the warnings that matter are seen (``--verbose`` shows it all).
+
+What is filtered, and why it says nothing to a user of edge-age:
+* torch.onnx's "torchvision is not installed. Skipping torchvision::nms ..." (edge-age does not use torchvision);
+* torch's pytree note on KernelPreference enums (an internal deprecation inside torchao);
+* coremltools' "Failed to load _MLModelProxy ..." lines (Core ML cannot run on Linux: the exporter says so itself)
+  and its untested-torch-version note, and its per-pass progress bars;
+* LiteRT's C++ INFO lines ("Estimated count of arithmetic ops", oneDNN notes) via TF_CPP_MIN_LOG_LEVEL=2.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+
+QUIET_LOGGERS = ("coremltools", "torch.onnx._internal.exporter._registration", "torch.utils._pytree", "absl")
+
+
+def quiet_third_party(verbose: bool = False) -> None:
+    """Call once, before the noisy libraries load."""
+    if verbose or os.environ.get("EDGE_AGE_VERBOSE"):
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+# coremltools' progress bars: (module, name of its tqdm there)
+COREML_PROGRESS = (("coremltools.converters.mil.mil.passes.pass_pipeline", "tqdm"),
+                   ("coremltools.converters.mil.frontend.torch.ops", "_tqdm"),
+                   ("coremltools.optimize.coreml._quantization_passes", "tqdm"))
+
+
+@contextlib.contextmanager
+def coreml_progress_hidden():
+    """coremltools draws a progress bar per conversion step on stderr; an export log needs none of them."""
+    if os.environ.get("EDGE_AGE_VERBOSE"):
+        yield
+        return
+    import importlib
+
+    patched = []
+    for module_name, attribute in COREML_PROGRESS:
+        module = importlib.import_module(module_name)
+        if hasattr(module, attribute):
+            patched.append((module, attribute, getattr(module, attribute)))
+            setattr(module, attribute, lambda iterable=None, **_: iterable)
+    try:
+        yield
+    finally:
+        for module, attribute, shown in patched:
+            setattr(module, attribute, shown)

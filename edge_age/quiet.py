@@ -5,7 +5,8 @@ What is filtered, and why it says nothing to a user of edge-age:
 * torch's pytree note on KernelPreference enums (an internal deprecation inside torchao);
 * coremltools' "Failed to load _MLModelProxy ..." lines (Core ML cannot run on Linux: the exporter says so itself)
   and its untested-torch-version note, and its per-pass progress bars;
-* LiteRT's C++ INFO lines ("Estimated count of arithmetic ops", oneDNN notes) via TF_CPP_MIN_LOG_LEVEL=2.
+* LiteRT's C++ INFO lines ("Estimated count of arithmetic ops", oneDNN notes) via TF_CPP_MIN_LOG_LEVEL=2;
+* litert-torch's per-step progress lines ("[START] LiteRT-Torch Convert > ...") via LITERT_TORCH_SHOW_PROGRESS=n.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ def quiet_third_party(verbose: bool = False) -> None:
     if verbose or os.environ.get("EDGE_AGE_VERBOSE"):
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
 

@@ -274,27 +274,8 @@ def train(recipe: dict | None, options: RunOptions) -> dict:
         prepare_run_folder(out_dir, options.resume, options.force)
     procs.barrier()
 
-    resumed = load_checkpoint(out_dir / "last.pt") if options.resume else None
-    changes = {}
-    if resumed is not None:
-        recipe = resumed["recipe"]  # a resumed run keeps the recipe it started with
-        config_path = out_dir / "config.json"
-        options.seed = json.loads(config_path.read_text()).get("seed", 0) if config_path.is_file() else 0
-        if options.resume_epochs is not None:
-            changes = _change_epochs(recipe, resumed, options.resume_epochs)
-            log(f"--resume --epochs {options.resume_epochs}: each phase now lasts {options.resume_epochs} epochs "
-                f"(was {changes['epochs_before']}); recorded in config.json")
-    elif options.seed is None:
-        options.seed = 0
-    log("recipe " + json.dumps(recipe, indent=2))
-
-    data = load_labelled(resolve_data_dir(options.data), options.labels_csv)
-    if options.resume:
-        split = load_split(out_dir / "split.json")
-    else:
-        split = make_split(data, seed=options.seed, subset=recipe.get("subset"))
-        if procs.is_main:
-            save_split(split, out_dir / "split.json")
+    recipe, resumed, changes = _recipe_to_run(recipe, options, out_dir, log)
+    data, split = _data_and_split(recipe, options, out_dir, procs)
 
     torch.manual_seed(options.seed)  # identical initial weights on every rank
     model = create_model(recipe["model"], img_size=recipe["img_size"], **recipe.get("model_options", {}))
@@ -303,14 +284,7 @@ def train(recipe: dict | None, options: RunOptions) -> dict:
         model.start_age_at(float(apply_split(data, split, "train").ages.mean()))
     size = model.input_spec.size
 
-    # Decode once: rank 0 builds the cache, the others read it.
-    if procs.is_main:
-        train_set = decoded_cache(apply_split(data, split, "train"), size)
-        val_set = decoded_cache(apply_split(data, split, "val"), size)
-    procs.barrier()
-    if not procs.is_main:
-        train_set = decoded_cache(apply_split(data, split, "train"), size, verbose=False)
-        val_set = decoded_cache(apply_split(data, split, "val"), size, verbose=False)
+    train_set, val_set = _decoded_splits(data, split, size, procs)
     batch_size = int(recipe["batch_size"])
     if len(train_set) < batch_size * procs.world:
         raise ValueError(f"the training split has {len(train_set)} images, fewer than one batch of {batch_size} "
@@ -320,18 +294,7 @@ def train(recipe: dict | None, options: RunOptions) -> dict:
         log(f"data: {len(data)} labelled images in {data.root} ({len(data.skipped)} mis-named skipped, "
             f"{over} aged over {MAX_BIN_AGE}: clipped to {MAX_BIN_AGE} for the 101-bin target); "
             f"train {len(train_set)}, val {len(val_set)}, test {split['counts']['test']}")
-        config = {"recipe": recipe, "seed": options.seed, "model": model.config(),
-                  "split_sha256": sha256_file(out_dir / "split.json"),
-                  "data_root": relative_to_folder(data.root, out_dir),  # relative: a run folder travels
-                  "device": str(device), "world_size": procs.world,
-                  "git_commit": _git_commit(), "versions": runtime_versions(), "machine": describe_machine(),
-                  "started": time.strftime("%Y-%m-%d %H:%M:%S"), "resumed": options.resume}
-        if options.resume and (out_dir / "config.json").exists():
-            config = {**json.loads((out_dir / "config.json").read_text()), "resumed": True}
-            if changes:
-                config["recipe"] = recipe
-                config["changed_on_resume"] = [*config.get("changed_on_resume", []), changes]
-        atomic_write_json(out_dir / "config.json", config)
+        _write_config(out_dir, recipe, options, model, data, device, procs, changes)
 
     use_cuda = device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_cuda and torch.cuda.is_bf16_supported() else None
@@ -400,21 +363,8 @@ def train(recipe: dict | None, options: RunOptions) -> dict:
             if scheduler is not None and batch_scheduler is None:
                 scheduler.step(val_loss) if phase["scheduler"]["type"] == "plateau" else scheduler.step()
             stopper.update(val_loss)
-            row = {"epoch": global_epoch, "phase": phase["name"], "lr": f"{lr:.3g}",
-                   "train_loss": f"{stats['loss']:.5f}", "train_age_mae": f"{stats['age_mae']:.4f}",
-                   "train_gender_acc": f"{stats['gender_acc']:.4f}", "val_loss": f"{val_loss:.5f}",
-                   "val_age_mae": f"{val['age_mae']:.4f}", "val_gender_acc": f"{val['gender_accuracy']:.4f}",
-                   "images_per_s": f"{stats['images_per_s'] * procs.world:.1f}",
-                   "data_wait_share": f"{stats['data_wait_share']:.4f}", "augment_share": f"{stats['augment_share']:.4f}",
-                   "epoch_seconds": f"{stats['seconds']:.1f}"}
-            extra = ""
-            if "age_regression" in val_out:
-                extra = (f" (expectation {np.abs(val_out['age_expectation'] - val_set.data.ages).mean():.2f}, "
-                         f"regression {np.abs(val_out['age_regression'] - val_set.data.ages).mean():.2f})")
-            log(f"epoch {global_epoch} [{phase['name']}] loss {row['train_loss']} val_loss {row['val_loss']} "
-                f"val MAE {row['val_age_mae']}{extra} val gender acc {row['val_gender_acc']} lr {row['lr']} | "
-                f"{row['images_per_s']} img/s, data wait {stats['data_wait_share']:.1%}, "
-                f"augment {stats['augment_share']:.1%}, {row['epoch_seconds']} s")
+            row = _epoch_row(global_epoch, phase["name"], lr, stats, val_loss, val, procs.world)
+            log(_epoch_line(row, stats, val_out, val_set.data.ages))
             if procs.is_main:
                 rows.append(row)
                 _write_metrics(out_dir / "metrics.csv", rows)
@@ -447,6 +397,88 @@ def train(recipe: dict | None, options: RunOptions) -> dict:
     if procs.world > 1:
         dist.destroy_process_group()
     return result
+
+
+def _recipe_to_run(recipe: dict | None, options: RunOptions, out_dir: Path, log) -> tuple[dict, dict | None, dict]:
+    """The recipe this run follows: the given one, or on --resume the stored one (with --epochs applied), plus the
+    resumed checkpoint and what --resume changed. Sets options.seed (a resumed run keeps its own)."""
+    resumed = load_checkpoint(out_dir / "last.pt") if options.resume else None
+    changes = {}
+    if resumed is not None:
+        recipe = resumed["recipe"]
+        config_path = out_dir / "config.json"
+        options.seed = json.loads(config_path.read_text()).get("seed", 0) if config_path.is_file() else 0
+        if options.resume_epochs is not None:
+            changes = _change_epochs(recipe, resumed, options.resume_epochs)
+            log(f"--resume --epochs {options.resume_epochs}: each phase now lasts {options.resume_epochs} epochs "
+                f"(was {changes['epochs_before']}); recorded in config.json")
+    elif options.seed is None:
+        options.seed = 0
+    log("recipe " + json.dumps(recipe, indent=2))
+    return recipe, resumed, changes
+
+
+def _data_and_split(recipe: dict, options: RunOptions, out_dir: Path, procs: Processes):
+    """The labelled images and the run's split (made and saved by rank 0 for a new run, read on --resume)."""
+    data = load_labelled(resolve_data_dir(options.data), options.labels_csv)
+    if options.resume:
+        return data, load_split(out_dir / "split.json")
+    split = make_split(data, seed=options.seed, subset=recipe.get("subset"))
+    if procs.is_main:
+        save_split(split, out_dir / "split.json")
+    return data, split
+
+
+def _decoded_splits(data, split: dict, size: int, procs: Processes):
+    """Train and validation images decoded once at ``size``: rank 0 builds the cache, the others read it."""
+    if procs.is_main:
+        train_set = decoded_cache(apply_split(data, split, "train"), size)
+        val_set = decoded_cache(apply_split(data, split, "val"), size)
+    procs.barrier()
+    if not procs.is_main:
+        train_set = decoded_cache(apply_split(data, split, "train"), size, verbose=False)
+        val_set = decoded_cache(apply_split(data, split, "val"), size, verbose=False)
+    return train_set, val_set
+
+
+def _write_config(out_dir: Path, recipe: dict, options: RunOptions, model: AgeGenderModel, data, device,
+                  procs: Processes, changes: dict) -> None:
+    """config.json: what the run used, on what machine; a resume keeps the original and records its changes."""
+    config = {"recipe": recipe, "seed": options.seed, "model": model.config(),
+              "split_sha256": sha256_file(out_dir / "split.json"),
+              "data_root": relative_to_folder(data.root, out_dir),  # relative: a run folder travels
+              "device": str(device), "world_size": procs.world,
+              "git_commit": _git_commit(), "versions": runtime_versions(), "machine": describe_machine(),
+              "started": time.strftime("%Y-%m-%d %H:%M:%S"), "resumed": options.resume}
+    if options.resume and (out_dir / "config.json").exists():
+        config = {**json.loads((out_dir / "config.json").read_text()), "resumed": True}
+        if changes:
+            config["recipe"] = recipe
+            config["changed_on_resume"] = [*config.get("changed_on_resume", []), changes]
+    atomic_write_json(out_dir / "config.json", config)
+
+
+def _epoch_row(epoch: int, phase: str, lr: float, stats: dict, val_loss: float, val: dict, world: int) -> dict:
+    """One metrics.csv row."""
+    return {"epoch": epoch, "phase": phase, "lr": f"{lr:.3g}",
+            "train_loss": f"{stats['loss']:.5f}", "train_age_mae": f"{stats['age_mae']:.4f}",
+            "train_gender_acc": f"{stats['gender_acc']:.4f}", "val_loss": f"{val_loss:.5f}",
+            "val_age_mae": f"{val['age_mae']:.4f}", "val_gender_acc": f"{val['gender_accuracy']:.4f}",
+            "images_per_s": f"{stats['images_per_s'] * world:.1f}",
+            "data_wait_share": f"{stats['data_wait_share']:.4f}", "augment_share": f"{stats['augment_share']:.4f}",
+            "epoch_seconds": f"{stats['seconds']:.1f}"}
+
+
+def _epoch_line(row: dict, stats: dict, val_out: dict, val_ages) -> str:
+    """The line printed per epoch (MA-SFV2 also shows its two age estimates)."""
+    extra = ""
+    if "age_regression" in val_out:
+        extra = (f" (expectation {np.abs(val_out['age_expectation'] - val_ages).mean():.2f}, "
+                 f"regression {np.abs(val_out['age_regression'] - val_ages).mean():.2f})")
+    return (f"epoch {row['epoch']} [{row['phase']}] loss {row['train_loss']} val_loss {row['val_loss']} "
+            f"val MAE {row['val_age_mae']}{extra} val gender acc {row['val_gender_acc']} lr {row['lr']} | "
+            f"{row['images_per_s']} img/s, data wait {stats['data_wait_share']:.1%}, "
+            f"augment {stats['augment_share']:.1%}, {row['epoch_seconds']} s")
 
 
 def _change_epochs(recipe: dict, resumed: dict, epochs: int) -> dict:

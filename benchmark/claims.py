@@ -38,58 +38,64 @@ def _latency(row: dict | None, threads: str) -> float | None:
 
 
 def judge_claims(rows: list[dict], threads: str) -> list[dict]:
-    """Claims 1-6 of the benchmark issue. ``threads`` picks the latency column used for ratios."""
+    """The coursework's and the paper's claims, each judged from this run's rows. ``threads`` picks the latency
+    column used for ratios."""
     cnn, vgg, ma, sfv2, l1 = (_reference(rows, f) for f in ("custom_cnn", "vgg16_transfer", "ma_sfv2", "sfv2", "ma_sfv2-l1"))
-    claims = []
+    return [_a_beats_b(cnn, vgg), _ma_is_lightweight(ma, [m for m in (cnn, vgg) if m], threads),
+            _ablation(3, "Paper: mixed attention lowers MAE against plain ShuffleNetV2 (trained the same way).", ma,
+                      sfv2, "SFV2"),
+            _ablation(4, "Paper: classification + regression loss beats L1 regression alone (trained the same way).",
+                      ma, l1, "L1 regression alone"),
+            _phone_budget(rows, ma, cnn, threads), _quantisation(rows, threads)]
 
-    def add(number, text, verdict, evidence):
-        claims.append({"claim": number, "text": text, "verdict": verdict, "evidence": evidence})
 
+def _claim(number: int, text: str, verdict: str, evidence: str) -> dict:
+    return {"claim": number, "text": text, "verdict": verdict, "evidence": evidence}
+
+
+def _a_beats_b(cnn: dict | None, vgg: dict | None) -> dict:
     text = "Coursework: the custom CNN beats the VGG16 transfer model on both gender accuracy and age MAE."
-    if cnn and vgg:
-        holds = cnn["age_mae"] < vgg["age_mae"] and cnn["gender_accuracy"] > vgg["gender_accuracy"]
-        note = "" if cnn["n"] == vgg["n"] else f" (test sets differ: {cnn['n']} vs {vgg['n']} images)"
-        add(1, text, "holds" if holds else "does not hold",
-            f"custom CNN ({cnn['model']}) MAE {cnn['age_mae']:.2f}, gender {cnn['gender_accuracy']:.1%}; VGG16 "
-            f"({vgg['model']}) MAE {vgg['age_mae']:.2f}, gender {vgg['gender_accuracy']:.1%}{note}")
-    else:
-        add(1, text, "not measured", "needs a custom_cnn and a vgg16_transfer export")
+    if not (cnn and vgg):
+        return _claim(1, text, "not measured", "needs a custom_cnn and a vgg16_transfer export")
+    holds = cnn["age_mae"] < vgg["age_mae"] and cnn["gender_accuracy"] > vgg["gender_accuracy"]
+    note = "" if cnn["n"] == vgg["n"] else f" (test sets differ: {cnn['n']} vs {vgg['n']} images)"
+    return _claim(1, text, "holds" if holds else "does not hold",
+                  f"custom CNN ({cnn['model']}) MAE {cnn['age_mae']:.2f}, gender {cnn['gender_accuracy']:.1%}; VGG16 "
+                  f"({vgg['model']}) MAE {vgg['age_mae']:.2f}, gender {vgg['gender_accuracy']:.1%}{note}")
 
+
+def _ma_is_lightweight(ma: dict | None, others: list[dict], threads: str) -> dict:
     text = "Paper: MA-SFV2 is lightweight (parameters, size, latency) while at least as accurate as the others."
-    others = [m for m in (cnn, vgg) if m]
-    if ma and others:
-        parts, lighter, accurate = [], True, True
-        for other in others:
-            ratio_p = other["parameters"] / ma["parameters"]
-            ratio_s = other["size_mb"] / ma["size_mb"]
-            lat_o, lat_m = _latency(other, threads), _latency(ma, threads)
-            ratio_l = lat_o / lat_m if lat_o and lat_m else None
-            lighter &= ratio_p > 1 and ratio_s > 1 and (ratio_l is None or ratio_l > 1)
-            accurate &= ma["age_mae"] <= other["age_mae"]
-            parts.append(f"vs {other['family']}: {_times(ratio_p, 'fewer', 'more')} parameters, "
-                         f"{_times(ratio_s, 'smaller', 'larger')} checkpoint, "
-                         + (f"{_times(ratio_l, 'faster', 'slower')} at {threads} thread(s)" if ratio_l else "latency not measured")
-                         + f", MAE {ma['age_mae']:.2f} vs {other['age_mae']:.2f}")
-        add(2, text, "holds" if lighter and accurate else "does not hold",
-            f"MA-SFV2 ({ma['model']}, {ma['parameters']:,} parameters, {ma['gflops']:.2f} GFLOPs at {ma['input_size']} px) "
-            + "; ".join(parts))
-    else:
-        add(2, text, "not measured", "needs an ma_sfv2 export and at least one of custom_cnn / vgg16_transfer")
+    if not (ma and others):
+        return _claim(2, text, "not measured", "needs an ma_sfv2 export and at least one of custom_cnn / vgg16_transfer")
+    parts, lighter, accurate = [], True, True
+    for other in others:
+        ratio_p = other["parameters"] / ma["parameters"]
+        ratio_s = other["size_mb"] / ma["size_mb"]
+        lat_o, lat_m = _latency(other, threads), _latency(ma, threads)
+        ratio_l = lat_o / lat_m if lat_o and lat_m else None
+        lighter &= ratio_p > 1 and ratio_s > 1 and (ratio_l is None or ratio_l > 1)
+        accurate &= ma["age_mae"] <= other["age_mae"]
+        parts.append(f"vs {other['family']}: {_times(ratio_p, 'fewer', 'more')} parameters, "
+                     f"{_times(ratio_s, 'smaller', 'larger')} checkpoint, "
+                     + (f"{_times(ratio_l, 'faster', 'slower')} at {threads} thread(s)" if ratio_l else "latency not measured")
+                     + f", MAE {ma['age_mae']:.2f} vs {other['age_mae']:.2f}")
+    return _claim(2, text, "holds" if lighter and accurate else "does not hold",
+                  f"MA-SFV2 ({ma['model']}, {ma['parameters']:,} parameters, {ma['gflops']:.2f} GFLOPs at "
+                  f"{ma['input_size']} px) " + "; ".join(parts))
 
-    for number, text, other, what in (
-            (3, "Paper: mixed attention lowers MAE against plain ShuffleNetV2 (trained the same way).", sfv2, "SFV2"),
-            (4, "Paper: classification + regression loss beats L1 regression alone (trained the same way).", l1,
-             "L1 regression alone")):
-        if ma and other:
-            same = _comparable(ma["recipe_summary"]) == _comparable(other["recipe_summary"])
-            holds = ma["age_mae"] < other["age_mae"]
-            add(number, text, "holds" if holds else "does not hold",
-                f"MA-SFV2 MAE {ma['age_mae']:.2f} vs {what} {other['age_mae']:.2f} ({ma['age_mae'] - other['age_mae']:+.2f} "
-                f"years; one seed each, seed-to-seed spread not measured)"
-                + ("" if same else "; WARNING: the two were not trained with the same recipe settings"))
-        else:
-            add(number, text, "not measured", f"needs MA-SFV2 and {what} exports (`edge-age pipeline --ablation`)")
 
+def _ablation(number: int, text: str, ma: dict | None, other: dict | None, what: str) -> dict:
+    if not (ma and other):
+        return _claim(number, text, "not measured", f"needs MA-SFV2 and {what} exports (`edge-age pipeline --ablation`)")
+    same = _comparable(ma["recipe_summary"]) == _comparable(other["recipe_summary"])
+    return _claim(number, text, "holds" if ma["age_mae"] < other["age_mae"] else "does not hold",
+                  f"MA-SFV2 MAE {ma['age_mae']:.2f} vs {what} {other['age_mae']:.2f} ({ma['age_mae'] - other['age_mae']:+.2f} "
+                  f"years; one seed each, seed-to-seed spread not measured)"
+                  + ("" if same else "; WARNING: the two were not trained with the same recipe settings"))
+
+
+def _phone_budget(rows: list[dict], ma: dict | None, cnn: dict | None, threads: str) -> dict:
     text = ("Paper's conclusion: MA-SFV2 is still not lightweight enough for phones (judged by int8 TFLite against "
             f"one face at 30 fps on one core here, {PHONE_BUDGET['latency_ms']:.0f} ms, and a file under "
             f"{PHONE_BUDGET['size_mb']:.0f} MB).")
@@ -97,28 +103,30 @@ def judge_claims(rows: list[dict], threads: str) -> list[dict]:
     int8 = next((r for precision in ("int8", "int8-dynamic") if ma
                  for r in [_row(rows, ma["model"], "tflite", precision)] if r and r["status"] == "pass"), None)
     fp32 = _row(rows, ma["model"], "tflite", "fp32") if ma else None
-    if int8 and fp32:
-        lat8, lat32 = _latency(int8, threads), _latency(fp32, threads)
-        fits = int8["size_mb"] < PHONE_BUDGET["size_mb"] and lat8 is not None and lat8 < PHONE_BUDGET["latency_ms"]
-        cnn8 = _row(rows, cnn["model"], "tflite", int8["precision"]) if cnn else None
-        versus_a = (f"; model A {int8['precision']} TFLite {cnn8['size_mb']:.2f} MB, {_latency(cnn8, threads):.1f} ms"
-                    if cnn8 else "")
-        skipped = _row(rows, ma["model"], "tflite", "int8")
-        why = (f" (the full-int8 file failed parity, so the {int8['precision']} file is judged)"
-               if skipped and skipped is not int8 else "")
-        add(5, text, "does not hold" if fits else "holds",
-            f"{int8['precision']} TFLite {int8['size_mb']:.2f} MB, {lat8:.1f} ms at {threads} thread(s){why}; fp32 TFLite "
-            f"{fp32['size_mb']:.2f} MB, {lat32:.1f} ms ({fp32['size_mb'] / int8['size_mb']:.1f}x smaller, "
-            f"{_times(lat32 / lat8, 'faster', 'slower')} as {int8['precision']}){versus_a}")
-    else:
-        add(5, text, "not measured", "needs MA-SFV2's fp32 TFLite file and an int8 TFLite file that passed parity")
+    if not (int8 and fp32):
+        return _claim(5, text, "not measured",
+                      "needs MA-SFV2's fp32 TFLite file and an int8 TFLite file that passed parity")
+    lat8, lat32 = _latency(int8, threads), _latency(fp32, threads)
+    fits = int8["size_mb"] < PHONE_BUDGET["size_mb"] and lat8 is not None and lat8 < PHONE_BUDGET["latency_ms"]
+    cnn8 = _row(rows, cnn["model"], "tflite", int8["precision"]) if cnn else None
+    versus_a = (f"; model A {int8['precision']} TFLite {cnn8['size_mb']:.2f} MB, {_latency(cnn8, threads):.1f} ms"
+                if cnn8 else "")
+    skipped = _row(rows, ma["model"], "tflite", "int8")
+    why = (f" (the full-int8 file failed parity, so the {int8['precision']} file is judged)"
+           if skipped and skipped is not int8 else "")
+    return _claim(5, text, "does not hold" if fits else "holds",
+                  f"{int8['precision']} TFLite {int8['size_mb']:.2f} MB, {lat8:.1f} ms at {threads} thread(s){why}; fp32 "
+                  f"TFLite {fp32['size_mb']:.2f} MB, {lat32:.1f} ms ({fp32['size_mb'] / int8['size_mb']:.1f}x smaller, "
+                  f"{_times(lat32 / lat8, 'faster', 'slower')} as {int8['precision']}){versus_a}")
 
-    text = (f"Quantisation: int8 keeps MAE within {QUANTISATION_LIMITS['mae_change_years']} years and gender accuracy within "
-            f"{QUANTISATION_LIMITS['gender_change_points']:.0f} point while shrinking size about 4x (at least "
+
+def _quantisation(rows: list[dict], threads: str) -> dict:
+    text = (f"Quantisation: int8 keeps MAE within {QUANTISATION_LIMITS['mae_change_years']} years and gender accuracy "
+            f"within {QUANTISATION_LIMITS['gender_change_points']:.0f} point while shrinking size about 4x (at least "
             f"{QUANTISATION_LIMITS['size_ratio_at_least']}x).")
     checks = []
     for row in rows:
-        if not row["precision"].startswith("int8") or "age_mae" not in row:
+        if not row["precision"].startswith("int8") or "age_mae" not in row or "mae_change_vs_pytorch" not in row:
             continue
         float_row = _row(rows, row["model"], row["format"], "fp32")
         if not float_row:
@@ -128,16 +136,15 @@ def judge_claims(rows: list[dict], threads: str) -> list[dict]:
         ok = (abs(row["mae_change_vs_pytorch"]) <= QUANTISATION_LIMITS["mae_change_years"]
               and abs(row["gender_change_points_vs_pytorch"]) <= QUANTISATION_LIMITS["gender_change_points"]
               and size_ratio >= QUANTISATION_LIMITS["size_ratio_at_least"])
-        speed = _times(lat_f / lat_q, "faster", "slower") if lat_f and lat_q else "not measured"
-        checks.append((ok, f"{row['model']} {row['format']} {row['precision']}: MAE {row['mae_change_vs_pytorch']:+.2f} y, gender "
-                           f"{row['gender_change_points_vs_pytorch']:+.1f} pt, {size_ratio:.1f}x smaller, latency {speed}"))
-    if checks:
-        held = sum(ok for ok, _ in checks)
-        verdict = "holds" if held == len(checks) else ("does not hold" if held == 0 else f"holds for {held} of {len(checks)}")
-        add(6, text, verdict, "; ".join(evidence for _, evidence in checks))
-    else:
-        add(6, text, "not measured", "needs int8 and fp32 files of the same format")
-    return claims
+        speed = _times(lat_f / lat_q, "faster", "slower") + " here" if lat_f and lat_q else "not measured"
+        checks.append((ok, f"{row['model']} {row['format']} {row['precision']}: MAE {row['mae_change_vs_pytorch']:+.2f} y, "
+                           f"gender {row['gender_change_points_vs_pytorch']:+.1f} pt, {size_ratio:.1f}x smaller, "
+                           f"latency {speed}"))
+    if not checks:
+        return _claim(6, text, "not measured", "needs int8 and fp32 files of the same format")
+    held = sum(ok for ok, _ in checks)
+    verdict = "holds" if held == len(checks) else ("does not hold" if held == 0 else f"holds for {held} of {len(checks)}")
+    return _claim(6, text, verdict, "; ".join(evidence for _, evidence in checks))
 
 
 def _times(ratio: float, better: str, worse: str) -> str:

@@ -95,6 +95,7 @@ def _export_is_current(export_dir: Path, run_dir: Path) -> bool:
         return False
     manifest = read_manifest(export_dir)
     return (manifest.header.get("exporter_revision") == EXPORTER_REVISION
+            and all(entry.details.get("exporter_revision") == EXPORTER_REVISION for entry in manifest.files)
             and manifest.source.get("checkpoint_sha256") == sha256_file(run_dir / "best.pt")
             and all(manifest.verify(entry) is None for entry in manifest.files if entry.status != "export-failed"))
 

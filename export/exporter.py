@@ -31,7 +31,9 @@ from edge_age.runtimes import open_runner
 
 # Raised whenever a change alters what exported files contain, so `edge-age pipeline` redoes older exports.
 # 2: MA-SFV2's full-int8 TFLite channel joins as padded adds (concat fix), standard TFLite metadata.
-EXPORTER_REVISION = 2
+# 3: ONNX int8 keeps the heads the model declares in float (the old node-name guess matched none, so the heads
+#    were quantised too); each file entry records the revision that wrote it.
+EXPORTER_REVISION = 3
 # Parity thresholds, the one place they are written. Float variants: the largest age difference from
 # PyTorch over the parity images. int8 variants: the change in age MAE and in gender accuracy.
 THRESHOLDS = {
@@ -225,6 +227,7 @@ def _export_variant(model, fmt, precision, name, staging, out_dir, calibration, 
     size = model.input_spec.size
     spec = format_table.get(fmt)
     details = {"layout": spec.layout, "input_shape": spec.input_shape(size)}
+    details["exporter_revision"] = EXPORTER_REVISION  # a re-export of some variants keeps older entries beside it
     entry = FileEntry(file=name, format=fmt, precision=precision, status="export-failed", details=details)
     print(f"export {fmt} {precision} -> {out_dir / name}", file=sys.stderr, flush=True)
     started = time.perf_counter()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -221,6 +222,8 @@ def benchmark_model(exported: ExportedModel, scoring: Scoring, thread_counts: li
                         ceiling = peak["int8_gops"] if _integer_compute(variant) else peak["fp32_gflops"]
                         timing["floor_ms"] = exported.flops / (ceiling * 1e9) * 1000
                         timing["multiple_of_floor"] = timing["latency_ms_median"] / timing["floor_ms"]
+                    if threads == thread_counts[0] and variant["format"] == "tflite":
+                        timing["litert_benchmark"] = litert_benchmark(variant["file"], threads, runs)
                     row["latency"][str(threads)] = timing
             except RuntimeError as err:
                 row.update(status="failed to run", note=str(err))
@@ -239,6 +242,22 @@ def benchmark_model(exported: ExportedModel, scoring: Scoring, thread_counts: li
             log(f"  {name}: MAE {row['age_mae']:.2f}, gender {row['gender_accuracy']:.3f}, "
                 f"{first['latency_ms_median']:.2f} ms median at {thread_counts[0]} thread(s)")
     return results
+
+
+def litert_benchmark(path: Path, threads: int, runs: int) -> dict:
+    """Google's own timing of a .tflite file (litert-benchmark, installed with ai-edge-litert >= 2.3), to cross-check
+    ours: {"median_ms", ...} or {"error": why}."""
+    tool = shutil.which("litert-benchmark") or str(Path(sys.executable).with_name("litert-benchmark"))
+    if not Path(tool).exists():
+        return {"error": "litert-benchmark is not installed (ai-edge-litert >= 2.3)"}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        proc = subprocess.run([tool, "--model", str(path), "--num_runs", str(runs), "--warmup_runs", "10",
+                               "--num_threads", str(threads), "--result_json", str(out)], capture_output=True, text=True)
+        if proc.returncode != 0 or not out.is_file():
+            return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]}
+        latency = json.loads(out.read_text())["latency"]
+    return {"median_ms": latency["median_ms"], "init_ms": latency["init_ms"], "runs": latency["num_runs"]}
 
 
 def _integer_compute(variant: dict) -> bool:

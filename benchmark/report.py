@@ -104,7 +104,7 @@ def markdown(rows: list[dict], claims: list[dict], context: dict, plots: list[st
                      if r["status"] in ("failed parity", "export failed") and r.get("export_reason")})
     if notes:
         lines += ["", "Notes:"] + [f"- {n}" for n in notes]
-    lines += (band_section(rows) + speed_section(rows, context) + ops_section(rows)
+    lines += (band_section(rows) + speed_section(rows, context) + cross_check_section(rows, context) + ops_section(rows)
               + device_section(rows, list(on_devices), threads[0]))
     lines += ["", "## The claims", ""]
     for claim in claims:
@@ -185,6 +185,31 @@ def speed_section(rows: list[dict], context: dict) -> list[str]:
             lines.append(f"- {s['model']} {s['format']} {s['precision']}: {s['int8_ms']:.2f} ms against "
                          f"{s['fp32_ms']:.2f} ms in fp32, so int8 is {factor:.2f}x {verdict} here"
                          + ("" if verdict != "no faster" else f" ({s['speedup']:.2f}x)") + ".")
+    return lines
+
+
+CROSS_CHECK_TOLERANCE = 0.25  # our median within 25% of litert-benchmark's, on a machine that may be shared
+
+
+def cross_check_section(rows: list[dict], context: dict) -> list[str]:
+    """Our timer (benchmark/timing.py) against Google's litert-benchmark on the same .tflite files."""
+    t = str(context["thread_counts"][0])
+    checked = [(r, r["latency"][t]) for r in rows if r.get("latency", {}).get(t, {}).get("litert_benchmark")]
+    if not checked:
+        return []
+    lines = ["", f"## Cross-check with litert-benchmark ({t} thread(s))", "",
+             f"Host rows are timed by edge-age's benchmark/timing.py; Google's litert-benchmark timed the same files. "
+             f"Agreement means the medians are within {CROSS_CHECK_TOLERANCE:.0%}.", "",
+             "| model | precision | ours ms p50 | litert-benchmark ms p50 | ratio | agree |", "| --- | --- | ---: | ---: | ---: | --- |"]
+    for r, timing in checked:
+        theirs = timing["litert_benchmark"]
+        if "median_ms" not in theirs:
+            lines.append(f"| {r['model']} | {r['precision']} | {timing['latency_ms_median']:.2f} | - | - | "
+                         f"not run: {theirs.get('error', '?')} |")
+            continue
+        ratio = timing["latency_ms_median"] / theirs["median_ms"]
+        lines.append(f"| {r['model']} | {r['precision']} | {timing['latency_ms_median']:.2f} | {theirs['median_ms']:.2f} | "
+                     f"{ratio:.2f} | {'yes' if abs(ratio - 1) <= CROSS_CHECK_TOLERANCE else 'NO'} |")
     return lines
 
 

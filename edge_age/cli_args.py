@@ -32,15 +32,27 @@ def non_negative_int(text: str) -> int:
     return _whole_number(text, 0)
 
 
-def learning_rate(text: str) -> float:
-    """A learning rate: positive, finite and at most 1 (anything larger diverges for every recipe here)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise BadValue(f"must be a number, got {text!r}") from None
-    if not (math.isfinite(value) and 0 < value <= 1):
-        raise BadValue(f"must be in (0, 1], got {text}")
-    return value
+def float_between(low: float, high: float, low_included: bool = False, high_included: bool = True):
+    """An argument type for a finite number in the range given (brackets as in maths: (0, 1], [0, 1))."""
+    shown = f"{'[' if low_included else '('}{low:g}, {high:g}{']' if high_included else ')'}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise BadValue(f"must be a number, got {text!r}") from None
+        above = value >= low if low_included else value > low
+        below = value <= high if high_included else value < high
+        if not (math.isfinite(value) and above and below):
+            raise BadValue(f"must be in {shown}, got {text}")
+        return value
+
+    return parse
+
+
+# A learning rate: anything above 1 diverges for every recipe here.
+learning_rate = float_between(0, 1)
+positive_float = float_between(0, math.inf, high_included=False)
 
 
 def csv_list(text: str) -> list[str]:

@@ -9,13 +9,13 @@ import json
 import math
 from pathlib import Path
 
-from edge_age.cli_args import key_values, learning_rate, non_negative_int, positive_int
+from edge_age.cli_args import float_between, key_values, learning_rate, non_negative_int, positive_float, positive_int
 from edge_age.train.engine import LOSS_TERMS, RunOptions, train
 from edge_age.train.recipes import RECIPES, apply_overrides, resolve_recipe
 
 # Flags that define what a run trains: with --resume they must repeat the stored values (only --epochs may change).
 RECIPE_FLAGS = ("recipe", "model", "batch_size", "img_size", "lr", "subset", "width", "augment", "loss", "model_options",
-                "backbone_weights", "pretrained", "seed")
+                "backbone_weights", "pretrained", "seed", "label_sigma", "ema_decay", "lr_mult")
 
 
 def _subset(text: str) -> int | str:
@@ -59,6 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loss", type=_loss_weights, help=f"loss weights of {', '.join(LOSS_TERMS)}, "
                         "e.g. age_l1=1,gender_bce=1")
     parser.add_argument("--model-options", type=key_values, help="e.g. attention=false,age_output=regression")
+    parser.add_argument("--label-sigma", type=positive_float, help="age_ldl: the Gaussian's width in years")
+    parser.add_argument("--ema-decay", type=float_between(0, 1, low_included=True, high_included=False), help="average the weights with this decay (0: off)")
+    parser.add_argument("--lr-mult", type=key_values, help="learning-rate multiplier per parameter group, e.g. "
+                        "backbone=0.3")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--seed", type=int, help="seed of the split, initial weights and augmentation (default 0)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
@@ -75,7 +79,9 @@ def recipe_from_args(args: argparse.Namespace) -> dict:
     recipe = resolve_recipe(args.recipe or "quick", args.model)
     return apply_overrides(recipe, {"batch_size": args.batch_size, "img_size": args.img_size, "subset": args.subset,
                                     "augmentation": args.augment, "epochs": args.epochs, "lr": args.lr,
-                                    "width": args.width, "model_options": args.model_options, "loss": args.loss})
+                                    "width": args.width, "model_options": args.model_options, "loss": args.loss,
+                                    "label_sigma": args.label_sigma, "ema_decay": args.ema_decay,
+                                    "lr_mult": args.lr_mult})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -116,7 +122,9 @@ def _differences(args: argparse.Namespace, recipe: dict, seed: int) -> list[str]
     stored = {"recipe": recipe.get("name"), "model": recipe["model"], "batch_size": recipe["batch_size"],
               "img_size": recipe["img_size"], "subset": recipe.get("subset") or "all",
               "augment": recipe.get("augmentation"), "lr": recipe["phases"][0]["lr"],
-              "width": recipe.get("model_options", {}).get("width"), "loss": recipe.get("loss"), "seed": seed}
+              "width": recipe.get("model_options", {}).get("width"), "loss": recipe.get("loss"), "seed": seed,
+              "label_sigma": recipe.get("label_sigma"), "ema_decay": recipe.get("ema_decay"),
+              "lr_mult": recipe["phases"][0].get("lr_mult")}
     given = {flag: getattr(args, flag) for flag in RECIPE_FLAGS if getattr(args, flag) not in (None, False)}
     differing = []
     for flag, value in given.items():

@@ -123,8 +123,8 @@ PER_PHASE = ("epochs", "lr")
 
 def apply_overrides(recipe: dict, overrides: dict) -> dict:
     """Apply the given overrides (None: not given) to a resolved recipe and record them under "overrides".
-    Keys: batch_size, img_size, subset (a number or "all"), augmentation, epochs and lr (every phase), width,
-    model_options (merged), loss (replaced)."""
+    Keys: batch_size, img_size, subset (a number or "all"), augmentation, epochs, lr and lr_mult (every phase),
+    width, model_options (merged), loss (replaced), label_sigma, ema_decay (0: off)."""
     recorded = {}
     for key, value in overrides.items():
         if value is None:
@@ -139,8 +139,13 @@ def apply_overrides(recipe: dict, overrides: dict) -> dict:
             recipe["model_options"].update(value)
         elif key == "subset":
             recipe["subset"] = None if value == "all" else value
-        elif key in ("batch_size", "img_size", "augmentation", "loss"):
+        elif key == "lr_mult":
+            for phase in recipe["phases"]:
+                phase["lr_mult"] = value
+        elif key in ("batch_size", "img_size", "augmentation", "loss", "label_sigma"):
             recipe[key] = value
+        elif key == "ema_decay":
+            recipe[key] = value or None  # 0 switches the average off
         else:
             raise ValueError(f"unknown recipe override {key!r}")
     recipe["overrides"] = recorded

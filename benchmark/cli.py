@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "UTKFace-named (implies --whole-set)")
     parser.add_argument("--whole-set", action="store_true", help="score every image of --data/--labels instead of "
                         "the run's split (the default when the export's run and its split.json are not here)")
+    parser.add_argument("--align", action="store_true", help="raw photos: find and align each image's largest face "
+                        "with dlib first (as evaluate --align); photos without a face are counted, not scored")
     parser.add_argument("--split", default="test", choices=["test", "val", "train"], help="which split to score")
     parser.add_argument("--limit", type=positive_int, help="score a seeded sample of N images (default: all)")
     parser.add_argument("--threads", default="1,all", help="thread counts to time, e.g. 1,all or 1,2,4")
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--runs must be at least 10 for a median and p90 to mean something, got {args.runs}")
     threads = parse_threads(args.threads)
     scoring = Scoring(data=args.data, labels=args.labels, split=args.split, whole_set=args.whole_set or bool(args.labels),
-                      limit=args.limit)
+                      limit=args.limit, align=args.align)
     if scoring.labels and not args.data:
         raise ValueError("--labels needs --data DIR, the folder its file names are relative to")
     devices = [open_device(spec, ssh_config=args.ssh_config, python=args.remote_python,

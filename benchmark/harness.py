@@ -42,6 +42,7 @@ class Scoring:
     split: str = "test"
     whole_set: bool = False
     limit: int | None = None
+    align: bool = False  # raw photos: dlib finds and aligns the largest face first, as evaluate --align does
 
 
 @dataclass
@@ -132,7 +133,30 @@ def scored_images(exported: ExportedModel, scoring: Scoring):
     if scoring.limit:
         data = data.sample(scoring.limit)
         described = f"a seeded sample of {len(data)} of " + described
+    if scoring.align:
+        return aligned_faces(data, exported.manifest.input["size"], described)
     return decoded_cache(data, exported.manifest.input["size"], verbose=False), described
+
+
+def aligned_faces(data, size: int, described: str):
+    """Raw photos through dlib (the largest face of each, aligned like a UTKFace chip), as ``evaluate --align``
+    does; photos without a face are left out of the accuracy and counted in the description."""
+    from edge_age.data import DecodedImages
+    from edge_age.faces import FaceAligner, largest
+    from edge_age.images import resize_square
+    from edge_age.predict import find_faces
+
+    aligner, kept, chips = FaceAligner(), [], []
+    for index, path in enumerate(data.paths):
+        face = largest(find_faces(path, aligner)[1])
+        if face is not None:
+            kept.append(index)
+            chips.append(resize_square(face.chip, size))
+    if not kept:
+        raise ValueError(f"dlib found no face in any of the {len(data)} images ({described})")
+    found = data.select(kept)
+    pixels = np.stack(chips).astype(np.uint8)
+    return DecodedImages(found, pixels), f"{described}, aligned by dlib ({len(kept)} of {len(data)} faces found)"
 
 
 def _child(args: list[str]) -> dict:

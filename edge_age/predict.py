@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,24 +55,46 @@ def list_images(target: str | Path) -> list[Path]:
     return files
 
 
-def find_faces(path: Path, aligner: FaceAligner | None) -> tuple[Image.Image | None, list[Face], str]:
+def find_faces(path: Path, aligner: FaceAligner | None,
+               timings: dict | None = None) -> tuple[Image.Image | None, list[Face], str]:
     """Read one image and find its faces (the whole image when aligner is None): (image, faces, status), the
-    status being ok, no face, or unreadable with the reason. Shared by predict and evaluate."""
+    status being ok, no face, or unreadable with the reason. Shared by predict and evaluate. ``timings``
+    collects the seconds of each stage (decode, detect and align)."""
+    clock = _StageClock(timings)
     try:
         image = read_rgb(path)
     except ImageReadError as err:
         return None, [], f"unreadable: {str(err).removeprefix(f'{path}: ')}"
+    clock.lap("decode")
     faces = [whole_image_face(image)] if aligner is None else aligner.find(image)
+    clock.lap("detect + align")
     return image, faces, "ok" if faces else "no face"
 
 
-def analyse_image(path: Path, model: ModelFile, aligner: FaceAligner | None, keep_image: bool = False) -> ImageResult:
+class _StageClock:
+    """Adds the seconds since the last lap to ``timings[stage]`` (a list per stage); does nothing without timings."""
+
+    def __init__(self, timings: dict | None):
+        self.timings, self.last = timings, time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        if self.timings is not None:
+            self.timings.setdefault(stage, []).append(now - self.last)
+        self.last = now
+
+
+def analyse_image(path: Path, model: ModelFile, aligner: FaceAligner | None, keep_image: bool = False,
+                  timings: dict | None = None) -> ImageResult:
     """Read one image, find its faces (or take it whole when aligner is None) and predict each face."""
-    image, faces, status = find_faces(path, aligner)
+    image, faces, status = find_faces(path, aligner, timings)
     result = ImageResult(str(path), status)
     if faces:
+        clock = _StageClock(timings)
         pixels = np.stack([resize_square(face.chip, model.size) for face in faces])
+        clock.lap("crop + resize")
         ages, female = model.predict(pixels)
+        clock.lap("model")
         for face, age, p_female in zip(faces, ages, female):
             result.faces.append({**face.to_dict(), "age": round(float(age), 2),
                                  "gender": "female" if p_female > 0.5 else "male", "p_female": round(float(p_female), 4)})
@@ -126,6 +149,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write one row per face to this CSV, row by row as images are done")
     parser.add_argument("--save-annotated", metavar="DIR", type=output_folder,
                         help="write each image with boxes and labels drawn here (NAME.annotated.jpg)")
+    parser.add_argument("--timings", action="store_true",
+                        help="print the median time of each stage per image (decode, detect + align, crop + resize, "
+                             "model) beside the model-only time")
     parser.add_argument("--chip", action="store_true",
                         help="the images are already aligned face crops (like UTKFace chips): skip face detection")
     add_face_arguments(parser)
@@ -146,13 +172,14 @@ def run(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{clashes[0]} already exists ({len(clashes)} of the annotated images would replace "
                               "files there); choose an empty --save-annotated folder")
     results = []
+    timings = {} if args.timings else None
     csv_handle = open(args.csv, "w", newline="", encoding="utf-8") if args.csv else None
     try:
         writer = csv.DictWriter(csv_handle, fieldnames=CSV_COLUMNS) if csv_handle else None
         if writer:
             writer.writeheader()
         for path in tqdm(files, desc="predict", unit="image", file=sys.stderr, disable=len(files) == 1 or None):
-            result = analyse_image(path, model, aligner, keep_image=annotated_dir is not None)
+            result = analyse_image(path, model, aligner, keep_image=annotated_dir is not None, timings=timings)
             if annotated_dir is not None and result.image is not None:
                 buffer = io.BytesIO()
                 draw(result).save(buffer, "JPEG", quality=92)
@@ -169,10 +196,21 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"model": str(args.model), "results": [r.to_dict() for r in results]}, indent=2))
     else:
         _print_table(results)
+    if timings:
+        _print_timings(timings, model)
     faces = sum(len(r.faces) for r in results)
     problems = sum(r.status != "ok" for r in results)
     print(f"{len(results)} image(s), {faces} face(s), {problems} without a prediction", file=sys.stderr)
     return 0
+
+
+def _print_timings(timings: dict, model: ModelFile) -> None:
+    """Median ms per image of each stage, the whole of it, and the model's share (model-only time)."""
+    medians = {stage: 1000 * float(np.median(seconds)) for stage, seconds in timings.items()}
+    whole = sum(medians.values())
+    print(f"end to end, median per image ({model.runner.kind}): " + ", ".join(
+        f"{stage} {ms:.1f} ms" for stage, ms in medians.items()) + f"; total {whole:.1f} ms, of which the model "
+        f"{medians.get('model', 0.0):.1f} ms ({medians.get('model', 0.0) / whole:.0%})" if whole else "", file=sys.stderr)
 
 
 def _annotated_names(files: list[Path], target: str | Path) -> dict[Path, str]:

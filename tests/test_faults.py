@@ -335,3 +335,27 @@ def test_odd_but_valid_csvs_are_read_and_bad_rows_named(utkface_all, tmp_path):
     message = str(caught[0].message)
     assert "line 4: age '25.5' is not a whole number" in message and "line 5: gender '2'" in message
     assert "line 6:" in message and "listed again" in message and "line 7:" in message and "outside" in message
+
+
+def test_benchmark_scores_a_labelled_set_of_raw_photos_aligned_by_dlib(export_dir, utkface_all, tmp_path):
+    """Any labelled set: photos named freely, a CSV with a BOM, one photo without a face; dlib aligns the rest."""
+    from PIL import Image
+
+    from edge_age.benchmark.harness import Scoring, find_exports, scored_images
+
+    photos = tmp_path / "photos"
+    names = copy_real_faces(utkface_all, photos, 4, seed=11)
+    rows = []
+    for number, name in enumerate(names):
+        (photos / name).rename(photos / f"person{number}.jpg")
+        age, gender = name.split("_")[:2]
+        rows.append(f"person{number}.jpg,{age},{gender}")
+    Image.new("RGB", (120, 90), (40, 90, 200)).save(photos / "sky.jpg")  # no face in it
+    rows.append("sky.jpg,30,1")
+    (photos / "labels.csv").write_bytes(("\ufefffile,age,gender\r\n" + "\r\n".join(rows) + "\r\n").encode())
+    exported = find_exports(export_dir)[0]
+    decoded, described = scored_images(exported, Scoring(data=str(photos), labels=str(photos / "labels.csv"),
+                                                         whole_set=True, align=True))
+    assert decoded.pixels.shape[1:] == (32, 32, 3) and len(decoded) == len(decoded.data.ages)
+    assert "aligned by dlib" in described and f"of {len(rows)} faces found" in described
+    assert "sky.jpg" not in decoded.data.files and 3 <= len(decoded) <= 4

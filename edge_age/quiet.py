@@ -23,8 +23,14 @@ def quiet_third_party(verbose: bool = False) -> None:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
+    for name in QUIET_LOGGERS:  # a filter, not a level: torch resets its loggers' levels when it configures logging
+        logger = logging.getLogger(name)
+        if _errors_only not in logger.filters:
+            logger.addFilter(_errors_only)
+
+
+def _errors_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR
 
 
 # coremltools' progress bars: (module, name of its tqdm there)

@@ -32,7 +32,8 @@ from edge_age.runtimes import open_runner
 # Raised whenever a change alters what exported files contain, so `edge-age pipeline` redoes older exports.
 # 2: MA-SFV2's full-int8 TFLite channel joins as padded adds (concat fix), standard TFLite metadata.
 # 3: ONNX int8 keeps the heads the model declares in float (the old node-name guess matched none, so the heads
-#    were quantised too); each file entry records the revision that wrote it.
+#    were quantised too) and fuses ReLU/ReLU6 into the convolutions; TFLite full-int8 fuses conv + ReLU6; each
+#    file entry records the revision that wrote it.
 EXPORTER_REVISION = 3
 # Parity thresholds, the one place they are written. Float variants: the largest age difference from
 # PyTorch over the parity images. int8 variants: the change in age MAE and in gender accuracy.

@@ -71,7 +71,11 @@ class Device:
         self.remote_dir = self._run(self._mktemp_command()).stdout.strip().splitlines()[-1]
         if not self.remote_dir.startswith(self._private_root()):
             raise DeviceError(f"{self.name}: mktemp answered {self.remote_dir!r}, not a folder under {self._private_root()}")
-        self._prepare()
+        try:
+            self._prepare()
+        except BaseException:  # __exit__ does not run when __enter__ fails: remove the folder here
+            self.__exit__(None, None, None)
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
@@ -102,19 +106,23 @@ class Device:
                 result = self._time(remote, threads, runs, warmup)
                 result.setdefault("status", "measured")
             except (subprocess.CalledProcessError, subprocess.TimeoutExpired, ValueError) as err:
-                result = {"status": "failed to run", "note": _first_line(err)}
+                result = {"status": "failed to run", "note": _reason(err)}
             finally:
                 self._run(f"rm -f {shlex.quote(remote)}", check=False)
             results.append(result)
         return results
 
 
-def _first_line(err: Exception) -> str:
-    text = getattr(err, "stderr", None) or getattr(err, "stdout", None) or str(err)
+def _last_line(text: str | bytes | None, default: str = "no output") -> str:
+    """The last non-empty line of a tool's output: where ssh, adb and benchmark_model put the reason."""
     if isinstance(text, bytes):
         text = text.decode(errors="replace")
-    lines = [line for line in str(text).strip().splitlines() if line.strip()]
-    return (lines[-1] if lines else type(err).__name__)[:300]
+    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else default)[:300]
+
+
+def _reason(err: Exception) -> str:
+    return _last_line(getattr(err, "stderr", None) or getattr(err, "stdout", None) or str(err), type(err).__name__)
 
 
 # ---------------------------------------------------------------- Linux boards over ssh
@@ -151,15 +159,14 @@ class SshDevice(Device):
             raise DeviceError("ssh is not installed here: apt-get install openssh-client")
         probe = self._run("uname -m", check=False)
         if probe.returncode != 0:
-            raise DeviceError(f"{self.name}: cannot reach it over ssh ({_first_line(subprocess.CalledProcessError(probe.returncode, 'ssh', probe.stdout, probe.stderr))}); "
+            raise DeviceError(f"{self.name}: cannot reach it over ssh ({_last_line(probe.stderr or probe.stdout)}); "
                               "check the address, your key and known_hosts (ssh must log in without a password)")
 
     def _prepare(self) -> None:
         self._push(TIMING_SCRIPT, f"{self.remote_dir}/timing.py")
         answer = self._run(f"{shlex.quote(self.python)} {self.remote_dir}/timing.py --facts", check=False)
         if answer.returncode != 0:
-            raise DeviceError(f"{self.name}: {self.python} cannot run the timing script "
-                              f"({answer.stderr.strip().splitlines()[-1] if answer.stderr.strip() else 'no output'}); "
+            raise DeviceError(f"{self.name}: {self.python} cannot run the timing script ({_last_line(answer.stderr)}); "
                               "it needs Python 3 with numpy: pip install numpy ai-edge-litert onnxruntime")
         self.facts = {"kind": "ssh", **json.loads(answer.stdout.strip().splitlines()[-1])}
 
@@ -252,8 +259,7 @@ class AdbDevice(Device):
         answer = self._run(f"{pin}{self.remote_dir}/benchmark_model {' '.join(flags)}", check=False)
         parsed = parse_benchmark_model(answer.stdout + answer.stderr)
         if answer.returncode != 0 or parsed.get("latency_ms_mean") is None:
-            raise ValueError(parsed.get("error") or _first_line(subprocess.CalledProcessError(
-                answer.returncode, "benchmark_model", answer.stdout, answer.stderr)))
+            raise ValueError(parsed.get("error") or _last_line(answer.stderr or answer.stdout))
         return {"tool": "LiteRT benchmark_model", "threads": threads, "model_only": True, **parsed}
 
 

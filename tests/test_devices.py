@@ -282,9 +282,11 @@ def test_a_board_without_the_runtimes_says_what_to_install(ssh_board, tmp_path):
     bare = folder / "bare-python"  # a Python that sees no site-packages: no numpy, no runtimes
     bare.write_text(f"#!/bin/sh\nexec {sys.executable} -S \"$@\"\n")
     bare.chmod(0o755)
+    before = set(Path("/tmp").glob("edge-age.*"))
     with pytest.raises(DeviceError, match="pip install numpy ai-edge-litert onnxruntime"):
         with open_device(spec, ssh_config=config, python=str(bare)):
             pass
+    assert set(Path("/tmp").glob("edge-age.*")) == before  # the folder it made on the board is gone again
 
 
 def test_benchmark_report_puts_board_rows_beside_the_host(ssh_board, export_dir, small_faces_dir, tmp_path, capsys):

@@ -4,7 +4,8 @@ What is filtered, and why it says nothing to a user of edge-age:
 * torch.onnx's "torchvision is not installed. Skipping torchvision::nms ..." (edge-age does not use torchvision);
 * torch's pytree note on KernelPreference enums (an internal deprecation inside torchao);
 * coremltools' "Failed to load _MLModelProxy ..." lines (Core ML cannot run on Linux: the exporter says so itself)
-  and its untested-torch-version note, and its per-pass progress bars;
+  and its untested-torch-version note, its per-pass progress bars and the ~300 deprecation warnings its own
+  frontend raises per conversion;
 * LiteRT's C++ INFO lines ("Estimated count of arithmetic ops", oneDNN notes) via TF_CPP_MIN_LOG_LEVEL=2;
 * litert-torch's per-step progress lines ("[START] LiteRT-Torch Convert > ...") via LITERT_TORCH_SHOW_PROGRESS=n.
 """
@@ -47,6 +48,8 @@ def coreml_progress_hidden():
         return
     import importlib
 
+    import warnings
+
     patched = []
     for module_name, attribute in COREML_PROGRESS:
         module = importlib.import_module(module_name)
@@ -54,7 +57,10 @@ def coreml_progress_hidden():
             patched.append((module, attribute, getattr(module, attribute)))
             setattr(module, attribute, lambda iterable=None, **_: iterable)
     try:
-        yield
+        with warnings.catch_warnings():
+            # coremltools' own frontend calls its deprecated op registry ~300 times per conversion
+            warnings.filterwarnings("ignore", message="Function _TORCH_OPS_REGISTRY", category=DeprecationWarning)
+            yield
     finally:
         for module, attribute, shown in patched:
             setattr(module, attribute, shown)

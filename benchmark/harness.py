@@ -116,7 +116,7 @@ def scored_images(exported: ExportedModel, scoring: Scoring):
     its run's ``scoring.split`` split by default; every image of --data/--labels with ``scoring.whole_set``, or
     when the run's split.json is not here (a bare checkpoint's export, a run published without its split)."""
     run = exported.manifest.source_path("run")
-    split_file = run / "split.json" if run is not None else None
+    split_file = exported.manifest.verified_split() or (run / "split.json" if run is not None else None)
     if scoring.whole_set or split_file is None or not split_file.is_file():
         if scoring.data is None and scoring.labels is None and not scoring.whole_set:
             where = (f"its run's split.json is not here ({split_file})" if split_file is not None else
@@ -126,7 +126,7 @@ def scored_images(exported: ExportedModel, scoring: Scoring):
         data = load_labelled(resolve_data_dir(scoring.data), scoring.labels)
         described = f"every image of {scoring.labels or data.root}"
     else:
-        config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
+        config = json.loads((run / "config.json").read_text()) if run and (run / "config.json").is_file() else {}
         data = apply_split(load_labelled(resolve_run_data_dir(scoring.data, config.get("data_root"), run)),
                            load_split(split_file), scoring.split)
         described = f"the {scoring.split} split of its run"
@@ -382,7 +382,13 @@ def run_benchmark(exported: list[ExportedModel], out_dir: Path, scoring: Scoring
     rows = []
     for number, model in enumerate(exported, 1):
         log(f"[{number}/{len(exported)}] {model.label} ({model.family}, {model.manifest.input['size']} px)")
-        rows += benchmark_model(model, scoring, thread_counts, runs, batch, peaks, log)
+        try:
+            rows += benchmark_model(model, scoring, thread_counts, runs, batch, peaks, log)
+        except (FileNotFoundError, ValueError) as err:  # one model that cannot be scored is one row, not the end
+            log(f"  {model.label}: not measured: {err}")
+            rows.append({"model": model.label, "family": model.family, "model_name": model.manifest.model["name"],
+                         "format": "-", "precision": "-", "status": "not measured", "note": str(err),
+                         "parameters": model.parameters, "gflops": model.flops / 1e9, "latency": {}})
     for row in rows:
         row["device"] = "host"
     on_devices = [r for device in devices for r in device_rows(device, exported, rows, thread_counts[0], runs, log)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import multiprocessing
 import os
 import re
 import sys
@@ -308,7 +309,8 @@ def _build_cache(data: LabelledImages, size: int, pixels_path: Path, meta_path: 
     started = time.perf_counter()
     jobs = [(path, size) for path in data.paths]
     try:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # forkserver, not fork: a process that has loaded JAX or torch's thread pools must not fork (deadlocks)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
             results = pool.map(_decode_one, jobs, chunksize=64)
             for i, (array, error) in enumerate(tqdm(results, total=len(jobs), desc=f"decode {size}px", disable=not verbose,
                                                     file=sys.stderr)):

@@ -17,10 +17,11 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from edge_age.io import atomic_write_json, sha256_path
+from edge_age.io import atomic_write_json, sha256_file, sha256_path
 
 FORMAT = "edge-age-export/1"
 NAME = "manifest.json"
+SPLIT_NAME = "split.json"  # a copy of the training run's split, so the export is scored on it wherever it goes
 # Status of an entry: pass / fail (parity) / export-failed / needs-macos (Core ML: structure checked only)
 USABLE = ("pass", "needs-macos")
 
@@ -128,6 +129,21 @@ class Manifest:
             return f"{entry.file} does not match the sha256 in its manifest: changed since export; re-export it"
         return None
 
+    @property
+    def split_file(self) -> Path | None:
+        """The run's split saved with the export (confined to this folder), or None for an export without one."""
+        recorded = self.header.get("split")
+        if not isinstance(recorded, dict):
+            return None
+        return confined(self.folder, recorded.get("file"), f"{self.folder / NAME}: split")
+
+    def verified_split(self) -> Path | None:
+        """``split_file`` if it is there and unchanged (sha256), else None."""
+        path = self.split_file
+        if path is None or not path.is_file() or sha256_file(path) != self.header["split"].get("sha256"):
+            return None
+        return path
+
     def source_path(self, key: str) -> Path | None:
         """A provenance path (``source.run``/``source.checkpoint``) resolved against this folder. These point
         at the training run, outside the export folder, so callers verify what they read (checkpoint sha256)."""
@@ -178,6 +194,7 @@ def read_manifest(folder: str | Path) -> Manifest:
         raise ManifestError(f"{path}: input size {raw['input'].get('size')!r} is not a whole number of pixels")
     files = [FileEntry.from_dict(item, str(path)) for item in raw["files"]]
     manifest = Manifest(folder, {k: v for k, v in raw.items() if k not in ("files", "format")}, files)
+    manifest.split_file  # a split entry naming a path outside the folder is refused like a file entry
     seen = set()
     for entry in files:
         manifest.path(entry)

@@ -21,9 +21,9 @@ import torch
 
 from edge_age.checkpoint import load_model
 from edge_age.data import apply_split, decoded_cache, load_labelled, load_split, resolve_run_data_dir
-from edge_age.io import ordinary_permissions, sha256_file, sha256_path
+from edge_age.io import atomic_write_bytes, ordinary_permissions, sha256_file, sha256_path
 from edge_age.manifest import NAME as MANIFEST_NAME
-from edge_age.manifest import FileEntry, Manifest, read_manifest, relative_to_folder
+from edge_age.manifest import SPLIT_NAME, FileEntry, Manifest, read_manifest, relative_to_folder
 from edge_age.registry import OUTPUT_MEANINGS, AgeGenderModel
 from edge_age import formats as format_table
 from edge_age.formats.deploy import DeployModel
@@ -162,9 +162,11 @@ def plan_output(out_dir: Path, checkpoint_sha256: str, names: list[str], clean: 
                                   "another --out, or pass --clean to remove that export's files first")
         for entry in previous.files:
             _remove_own(previous.path(entry), entry)
+        if previous.split_file is not None:
+            _remove_own(previous.split_file, None)
         (out_dir / MANIFEST_NAME).unlink()
         previous = None
-    ours = {e.file for e in previous.files} if previous else set()
+    ours = {e.file for e in previous.files} | ({SPLIT_NAME} if previous.split_file else set()) if previous else set()
     strangers = [name for name in names if (out_dir / name).exists() and name not in ours]
     if strangers:
         raise FileExistsError(f"{out_dir} already has {', '.join(strangers)}, which no manifest there lists: not "
@@ -184,7 +186,9 @@ def export_model(checkpoint: Path, out_dir: Path, formats: list[str], precisions
     checkpoint_sha256 = sha256_file(checkpoint)
     wanted = [(fmt, precision, f"{payload['model']['name']}_{precision}{format_table.get(fmt).suffix}")
               for fmt in formats for precision in format_table.get(fmt).variants(precisions)]
-    kept = plan_output(out_dir, checkpoint_sha256, [name for _, _, name in wanted], clean)
+    split_file = run_dir / "split.json" if run_dir is not None and (run_dir / "split.json").is_file() else None
+    kept = plan_output(out_dir, checkpoint_sha256, [name for _, _, name in wanted] + ([SPLIT_NAME] if split_file else []),
+                       clean)
     _writable(out_dir)
     spec = model.input_spec
     calibration, parity_inputs, labels = real_images(model, run_dir, data, calib_images, parity_images)
@@ -205,6 +209,9 @@ def export_model(checkpoint: Path, out_dir: Path, formats: list[str], precisions
         "calibration_images": {"n": len(calibration), "from": "train"},
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+    if split_file is not None:  # the run's split travels with the export, so a moved folder is still scored on it
+        atomic_write_bytes(out_dir / SPLIT_NAME, split_file.read_bytes())
+        header["split"] = {"file": SPLIT_NAME, "sha256": sha256_file(out_dir / SPLIT_NAME)}
     manifest = Manifest(out_dir, header, list(kept))
     embedded = {"edge_age": json.dumps({k: header[k] for k in ("model", "input", "outputs", "age_output")})}
     staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=out_dir))  # ours alone, removed at the end
@@ -266,14 +273,14 @@ def _export_variant(model, fmt, precision, name, staging, out_dir, calibration, 
     return entry
 
 
-def _remove_own(path: Path, entry: FileEntry) -> None:
+def _remove_own(path: Path, entry: FileEntry | None) -> None:
     """--clean: remove one file an earlier export listed (already confined to its folder): a regular file, or the
     folder of a Core ML package; never a link, never anything else."""
     if path.is_symlink() or not path.exists():
         return
     if path.is_file():
         path.unlink()
-    elif path.is_dir() and path.suffix == format_table.get(entry.format).suffix:
+    elif entry is not None and path.is_dir() and path.suffix == format_table.get(entry.format).suffix:
         shutil.rmtree(path)
     print(f"removed {path} (--clean: listed by the earlier export's manifest)", file=sys.stderr)
 

@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     rows = run_benchmark(find_exports(Path(args.exports)), Path(args.out or "reports/benchmark"), scoring, threads,
                          args.runs, args.batch, command="edge-age benchmark " + shlex.join(sys.argv[2:]),
                          devices=devices)
-    return 1 if any(r["status"] == "failed to run" for r in rows) else 0
+    # A file that could not be measured (changed since export, or its runtime failed) is not a clean result.
+    return 1 if any(r["status"] in ("failed to run", "file changed") for r in rows) else 0
 
 

@@ -224,7 +224,10 @@ def benchmark_model(exported: ExportedModel, scoring: Scoring, thread_counts: li
                 log(f"  {name}: not measured ({fmt.not_runnable_because})")
                 continue
             if fmt is not None and fmt.op_counts is not None and variant["status"] not in ("export-failed", "file changed"):
-                row["ops"] = fmt.op_counts(variant["file"])
+                try:
+                    row["ops"] = fmt.op_counts(variant["file"])
+                except Exception as err:  # a damaged graph: the run below says why in the row; the count is a side note
+                    row["ops_note"] = f"graph not readable ({type(err).__name__}: {err})"
             if variant["status"] in ("export-failed", "file changed", "no reference"):
                 row["status"] = variant["status"].replace("-", " ")
                 row["note"] = variant["reason"]

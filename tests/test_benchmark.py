@@ -102,18 +102,36 @@ def test_an_export_from_an_older_exporter_is_redone(pipeline_dirs, capsys):
 
 
 def test_a_broken_file_is_reported_and_the_others_still_measured(pipeline_dirs, tmp_path, capsys):
+    from edge_age.io import sha256_file
+
     export = tmp_path / "broken"
     shutil.copytree(pipeline_dirs["exports"] / "custom_cnn-quick", export)
+    broken_file = export / "custom_cnn_int8.tflite"
+    broken_file.write_bytes(broken_file.read_bytes()[:1000])  # truncated, and listed as such: a bad export, not tampering
     manifest = json.loads((export / "manifest.json").read_text())  # keep two files: one to break, one to measure
     manifest["files"] = [f for f in manifest["files"] if f["file"] in ("custom_cnn_int8.tflite", "custom_cnn_fp32.tflite")]
+    for entry in manifest["files"]:
+        if entry["file"] == broken_file.name:
+            entry.update(bytes=1000, sha256=sha256_file(broken_file))
     (export / "manifest.json").write_text(json.dumps(manifest))
-    broken_file = export / "custom_cnn_int8.tflite"
-    broken_file.write_bytes(broken_file.read_bytes()[:1000])  # truncated
     assert main(["benchmark", "--exports", str(export), "--threads", "1", "--runs", "10", "--out", str(tmp_path / "r")]) == 1
     rows = json.loads((tmp_path / "r" / "results.json").read_text())["rows"]
     broken = next(r for r in rows if r["format"] == "tflite" and r["precision"] == "int8")
     assert broken["status"] == "failed to run" and "LiteRT cannot load it" in broken["note"]
-    assert len(rows) == 3 and all("age_mae" in r for r in rows if r is not broken)
+    assert len(rows) == 3 and all("age_mae" in r for r in rows if r is not broken and r["format"] != "pytorch")
+
+
+def test_a_changed_file_fails_the_benchmark(pipeline_dirs, tmp_path):
+    export = tmp_path / "changed"
+    shutil.copytree(pipeline_dirs["exports"] / "custom_cnn-quick", export)
+    manifest = json.loads((export / "manifest.json").read_text())
+    manifest["files"] = [f for f in manifest["files"] if f["file"] == "custom_cnn_fp32.tflite"]
+    (export / "manifest.json").write_text(json.dumps(manifest))
+    changed = export / "custom_cnn_fp32.tflite"
+    changed.write_bytes(changed.read_bytes()[:1000])
+    assert main(["benchmark", "--exports", str(export), "--threads", "1", "--runs", "10", "--out", str(tmp_path / "r")]) == 1
+    rows = json.loads((tmp_path / "r" / "results.json").read_text())["rows"]
+    assert [r["status"] for r in rows if r["format"] == "tflite"] == ["file changed"]
 
 
 @pytest.mark.parametrize("flags,message", [
@@ -133,11 +151,15 @@ def test_no_exports_found_says_what_to_run(tmp_path, capsys):
 
 
 def test_limit_takes_a_seeded_sample_not_the_youngest_faces(pipeline_dirs, small_faces_dir):
-    from edge_age.benchmark.harness import find_exports, split_images
+    from edge_age.benchmark.harness import Scoring, find_exports, scored_images
 
     exported = find_exports(pipeline_dirs["exports"] / "custom_cnn-quick")[0]
-    everything = split_images(exported, str(small_faces_dir), "val", None)
-    sample = split_images(exported, str(small_faces_dir), "val", 5)
+
+    def val_images(limit):
+        images, described = scored_images(exported, Scoring(data=str(small_faces_dir), split="val", limit=limit))
+        return images
+
+    everything, sample = val_images(None), val_images(5)
     assert len(sample) == 5 and set(sample.data.files) <= set(everything.data.files)
-    assert sample.data.files != everything.data.files[:5]
-    assert np.array_equal(sample.data.files, split_images(exported, str(small_faces_dir), "val", 5).data.files)
+    assert list(sample.data.files) != list(everything.data.files[:5])
+    assert np.array_equal(sample.data.files, val_images(5).data.files)

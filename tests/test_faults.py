@@ -131,7 +131,8 @@ def test_another_checkpoints_export_needs_clean_and_clean_removes_only_its_files
     code, _ = run_cli(capsys, "export", "--run", other_run, "--out", out, "--formats", "onnx", "--precisions", "fp32",
                       "--calib-images", "8", "--clean")
     assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["custom_cnn_fp32.onnx", "manifest.json", "my-notes.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["custom_cnn_fp32.onnx", "manifest.json", "my-notes.txt",
+                                                     "split.json"]
     assert (out / "my-notes.txt").read_text() == "mine"
 
 

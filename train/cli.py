@@ -9,6 +9,7 @@ import json
 import math
 from pathlib import Path
 
+from edge_age.augment import AUGMENTATIONS
 from edge_age.cli_args import float_between, key_values, learning_rate, non_negative_int, positive_float, positive_int
 from edge_age.train.engine import LOSS_TERMS, RunOptions, train
 from edge_age.train.recipes import RECIPES, apply_overrides, resolve_recipe
@@ -55,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--subset", type=_subset,
                         help="draw N images before splitting (coursework: 5000); 'all' for the whole set")
     parser.add_argument("--width", type=float, help="MA-SFV2 width multiplier (0.5, 1.0, 1.5, 2.0)")
-    parser.add_argument("--augment", choices=["coursework", "paper", "none"])
+    parser.add_argument("--augment", choices=list(AUGMENTATIONS))
     parser.add_argument("--loss", type=_loss_weights, help=f"loss weights of {', '.join(LOSS_TERMS)}, "
                         "e.g. age_l1=1,gender_bce=1")
     parser.add_argument("--model-options", type=key_values, help="e.g. attention=false,age_output=regression")

@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "models": ("edge_age.models_table", "list the registered models: parameters, FLOPs, input spec, outputs"),
     "train": ("edge_age.train.cli", "train a model with a named recipe into a run folder"),
     "train-speed": ("edge_age.train.speed", "measure training images/s and data-wait share per recipe on this machine"),
+    "train-ablation": ("edge_age.train.ablation", "train the phone recipe once per change at a reduced budget: which pieces lower validation MAE"),
     "export": ("edge_age.export.cli", "export a trained run to ONNX / TFLite / Core ML and check each file against PyTorch"),
     "pipeline": ("edge_age.pipeline", "train -> export -> benchmark the three models (reuses finished stages)"),
     "benchmark": ("edge_age.benchmark.cli", "accuracy, latency, size and FLOPs of every exported variant; the seeds' claims judged"),

@@ -118,13 +118,14 @@ def resolve_recipe(name: str, model: str | None) -> dict:
 
 
 # Overrides a user can give (flag -> recipe key where they differ); applied the same way by train and pipeline.
-PER_PHASE = ("epochs", "lr")
+PER_PHASE = ("epochs", "lr", "optimizer", "weight_decay", "scheduler")
 
 
 def apply_overrides(recipe: dict, overrides: dict) -> dict:
     """Apply the given overrides (None: not given) to a resolved recipe and record them under "overrides".
-    Keys: batch_size, img_size, subset (a number or "all"), augmentation, epochs, lr and lr_mult (every phase),
-    width, model_options (merged), loss (replaced), label_sigma, ema_decay (0: off)."""
+    Keys: batch_size, img_size, subset (a number or "all"), augmentation, width, model_options (merged), loss
+    (replaced), label_sigma, ema_decay (0: off), and for every phase epochs, lr, lr_mult, optimizer, weight_decay
+    and scheduler."""
     recorded = {}
     for key, value in overrides.items():
         if value is None:

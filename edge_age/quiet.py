@@ -7,7 +7,9 @@ What is filtered, and why it says nothing to a user of edge-age:
   and its untested-torch-version note, its per-pass progress bars and the ~300 deprecation warnings its own
   frontend raises per conversion;
 * LiteRT's C++ INFO lines ("Estimated count of arithmetic ops", oneDNN notes) via TF_CPP_MIN_LOG_LEVEL=2;
-* litert-torch's per-step progress lines ("[START] LiteRT-Torch Convert > ...") via LITERT_TORCH_SHOW_PROGRESS=n.
+* litert-torch's per-step progress lines ("[START] LiteRT-Torch Convert > ...") via LITERT_TORCH_SHOW_PROGRESS=n;
+* ai-edge-quantizer's report per quantised file ("Original model size ...") and its bar, turned off by the
+  exporter's call (edge_age/formats/tflite.py).
 """
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -82,7 +83,9 @@ def _tflite_float_or_dynamic(model: AgeGenderModel, precision: str, sample: tupl
             aeq_recipe = require("tflite", "ai_edge_quantizer.recipe")
             quantizer = aeq_quantizer.Quantizer(str(fp32_path))
             quantizer.load_quantization_recipe(_FP16_RECIPE if precision == "fp16" else aeq_recipe.dynamic_wi8_afp32())
-            quantizer.quantize().export_model(str(path), overwrite=True)
+            chatty = bool(os.environ.get("EDGE_AGE_VERBOSE"))  # its size/time report and bar are not an export's log
+            quantizer.quantize(enable_progress_bar=chatty, enable_progress_report=chatty).export_model(
+                str(path), overwrite=True)
         else:
             raise ValueError(f"TFLite precision {precision!r} is not one of {PRECISIONS}")
 

@@ -101,8 +101,11 @@ def test_cache_drops_corrupt_images_with_a_warning(utkface_all, tmp_path):
     (tmp_path / names[0]).write_bytes(raw[: len(raw) // 3])  # truncated JPEG
     (tmp_path / names[1]).write_text("this is a text file named .jpg")
     data = scan_utkface(tmp_path)
-    with pytest.warns(UserWarning, match="dropped 2 unreadable"):
+    with pytest.warns(UserWarning) as caught:
         decoded = decoded_cache(data, 32, workers=1, verbose=False)
+    messages = [str(w.message) for w in caught]
+    assert sum("not a readable image" in m for m in messages) == 2  # each named, with why
+    assert any("dropped 2 unreadable" in m for m in messages)
     assert len(decoded) == 2 and set(decoded.data.files) == set(names[2:])
 
 

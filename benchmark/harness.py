@@ -283,8 +283,12 @@ def litert_benchmark(path: Path, threads: int, runs: int) -> dict:
                                "--num_threads", str(threads), "--result_json", str(out)], capture_output=True, text=True)
         if proc.returncode != 0 or not out.is_file():
             return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]}
-        latency = json.loads(out.read_text())["latency"]
-    return {"median_ms": latency["median_ms"], "init_ms": latency["init_ms"], "runs": latency["num_runs"]}
+        result = json.loads(out.read_text())
+    latency = result["latency"]
+    # fully_accelerated: the CPU accelerator (XNNPACK) took every op; False means some run in LiteRT's reference
+    # kernels, between delegate partitions.
+    return {"median_ms": latency["median_ms"], "init_ms": latency["init_ms"], "runs": latency["num_runs"],
+            "fully_accelerated": result.get("fully_accelerated")}
 
 
 def _integer_compute(variant: dict) -> bool:

@@ -309,6 +309,10 @@ def test_benchmark_report_puts_board_rows_beside_the_host(ssh_board, export_dir,
     assert "int8: VNNI" in report or "int8: AVX2" in report or "int8: " in report  # the machine's int8 instructions
     assert (out / "latency_by_device.png").read_bytes()[:4] == b"\x89PNG"
     assert "## Accuracy by age band" in report and "## Cold start and memory" in report
+    crossed = [t["litert_benchmark"] for r in results["rows"] for t in r.get("latency", {}).values()
+               if "median_ms" in t.get("litert_benchmark", {})]
+    assert crossed and all(c["fully_accelerated"] in (True, False) for c in crossed)
+    assert "| whole graph on XNNPACK |" in report
 
 
 def test_host_timing_agrees_with_litert_benchmark(export_dir, tmp_path):

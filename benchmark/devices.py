@@ -330,7 +330,9 @@ _NUMBER = r"([0-9.]+(?:e[+-]?[0-9]+)?)"
 def parse_benchmark_model(text: str) -> dict:
     """What LiteRT's benchmark_model prints, as numbers in ms and MB: init, first inference, warm-up and steady
     averages, min/max/std (and median/p5/p95 when printed) of the timed runs, peak memory, and the delegate
-    coverage from its "Replacing N out of M node(s) with delegate (NAME) node, yielding K partitions" line."""
+    coverage from its "Replacing N out of M node(s) with delegate (NAME) node, yielding K partitions" line (or,
+    where a delegate prints only "Explicitly applied X delegate, and the model graph will be completely executed",
+    from that)."""
     result: dict = {}
     summary = re.search(rf"Inference timings in us: Init: {_NUMBER}, First inference: {_NUMBER}, "
                         rf"Warmup \(avg\): {_NUMBER}, Inference \(avg\): {_NUMBER}", text)
@@ -358,6 +360,13 @@ def parse_benchmark_model(text: str) -> dict:
         result["delegate"] = {"name": delegated.group(3), "nodes": nodes, "of": total,
                               "coverage": nodes / total if total else 0.0,
                               "partitions": int(delegated.group(4)) if delegated.group(4) else None}
+    applied = re.search(r"Explicitly applied (\S+) delegate, and the model graph will be (completely|partially) "
+                        r"executed by the delegate(?: w/ (\d+) delegate kernels)?", text)
+    if applied and "delegate" not in result:  # some delegates (GPU) print no "Replacing" line
+        result["delegate"] = {"name": applied.group(1), "nodes": None, "of": None,
+                              "coverage": 1.0 if applied.group(2) == "completely" else None,
+                              "partitions": 1 if applied.group(2) == "completely" else
+                              (int(applied.group(3)) if applied.group(3) else None)}
     if "will not be executed by the delegate" in text or "falling back" in text.lower():
         result.setdefault("delegate", {})["fell_back"] = True
     failure = (re.search(r"((?:Failed to|Unsupported) [^\n]*)", text) or re.search(r"ERROR:\s*([^\n]*)", text))

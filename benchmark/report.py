@@ -191,6 +191,18 @@ def speed_section(rows: list[dict], context: dict) -> list[str]:
 CROSS_CHECK_TOLERANCE = 0.25  # our median within 25% of litert-benchmark's, on a machine that may be shared
 
 
+def _delegate_coverage(delegate: dict) -> str:
+    """'62/64 (XNNPACK, 2 partitions)', 'whole graph (GPU)', 'fell back to CPU' or '-'."""
+    partitions = f", {delegate['partitions']} partitions" if delegate.get("partitions") else ""
+    if delegate.get("of"):
+        return f"{delegate['nodes']}/{delegate['of']} ({delegate['name']}{partitions})"
+    if delegate.get("coverage") == 1.0:
+        return f"whole graph ({delegate['name']})"
+    if delegate.get("name"):
+        return f"part of the graph ({delegate['name']}{partitions})"
+    return "fell back to CPU" if delegate.get("fell_back") else "-"
+
+
 def cross_check_section(rows: list[dict], context: dict) -> list[str]:
     """Our timer (benchmark/timing.py) against Google's litert-benchmark on the same .tflite files."""
     t = str(context["thread_counts"][0])
@@ -251,9 +263,7 @@ def device_section(rows: list[dict], on_devices: list[dict], threads: int) -> li
     for r in [*(r for r in rows if r.get("latency", {}).get(t)), *on_devices]:
         timing = r.get("latency", {}).get(t, {})
         delegate = timing.get("delegate") or {}
-        coverage = (f"{delegate['nodes']}/{delegate['of']} ({delegate['name']}"
-                    + (f", {delegate['partitions']} partitions" if delegate.get("partitions") else "") + ")"
-                    if delegate.get("of") else ("fell back to CPU" if delegate.get("fell_back") else "-"))
+        coverage = _delegate_coverage(delegate)
         median = timing.get("latency_ms_median", timing.get("latency_ms_mean"))
         lines.append(f"| {r.get('device', 'host')} | {r['model']} | {r['format']} | {r['precision']} | "
                      f"{_fmt(r.get('size_mb'))} | {_fmt(r.get('age_mae'))} | {_fmt(median)} | "

@@ -65,6 +65,16 @@ def test_benchmark_model_output_is_parsed():
     assert parsed["delegate"] == {"name": "TfLiteXNNPackDelegate", "nodes": 62, "of": 64,
                                   "coverage": pytest.approx(62 / 64), "partitions": 2}
     assert "error" not in parsed
+    # The GPU delegate prints no "Replacing" line, older builds no "INFO: " prefix and another memory line.
+    gpu = parse_benchmark_model(
+        "STARTING!\nUse gpu: [1]\nINFO: Created TensorFlow Lite delegate for GPU.\n"
+        "Explicitly applied GPU delegate, and the model graph will be completely executed by the delegate.\n"
+        "count=40 first=5100 curr=4200 min=4100 max=5100 avg=4300 std=90\n"
+        "Inference timings in us: Init: 512000, First inference: 5100, Warmup (avg): 4300, Inference (avg): 4250\n"
+        "Peak memory footprint (MB): init=3.5 overall=30.25\n")
+    assert gpu["delegate"] == {"name": "GPU", "nodes": None, "of": None, "coverage": 1.0, "partitions": 1}
+    assert gpu["load_ms"] == pytest.approx(512) and gpu["peak_memory_mb"] == pytest.approx(30.25)
+    assert gpu["latency_ms_mean"] == pytest.approx(4.25) and gpu["runs"] == 40
     failed = parse_benchmark_model("INFO: STARTING!\nERROR: Failed to load model /data/local/tmp/x.tflite\n")
     assert failed["error"].startswith("Failed to load model") and "latency_ms_mean" not in failed
 

@@ -188,9 +188,10 @@ def _plot(path: Path, rows: list[dict]) -> None:
     colours = {"reference": "tab:gray", "piece": "tab:blue", "size": "tab:green"}
     ax.barh([r["change"] for r in measured], [r["val_mae"] for r in measured],
             color=[colours[r["kind"]] for r in measured])
-    references = [r["val_mae"] for r in measured if r["kind"] == "reference"]
-    if references:
-        ax.axvspan(min(references), max(references), color="tab:gray", alpha=0.2, label="seed spread")
+    references = {r["change"]: r["val_mae"] for r in measured if r["kind"] == "reference"}
+    if len(references) == 2:  # the band the verdicts use: baseline +- the gap between the seeds
+        base, noise = references["baseline"], abs(references["baseline-seed1"] - references["baseline"])
+        ax.axvspan(base - noise, base + noise, color="tab:gray", alpha=0.2, label="baseline +- seed spread")
         ax.legend(loc="lower right")
     low = min(r["val_mae"] for r in measured)
     ax.set_xlim(low - 0.5, max(r["val_mae"] for r in measured) + 0.2)

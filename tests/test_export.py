@@ -1,6 +1,7 @@
 """Export each model to every format and precision, run each file in its own runtime on real images."""
 import json
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -44,6 +45,7 @@ def test_every_format_and_precision_is_exported_and_checked(model, trained_runs,
             assert precision != "int8" or entry["quantised_weight_ops"] > 0
             continue
         assert entry["sha256"] == sha256_file(path)
+        assert str(Path(__file__).resolve().parents[1]).encode() not in path.read_bytes()  # no paths of this machine
         p = entry["parity"]
         assert p["n"] == 18  # the 60-image run's test split (6) topped up from validation (12)
         if precision in ("fp32", "fp16"):

@@ -38,10 +38,23 @@ def export_onnx(model: AgeGenderModel, precision: str, calibration: np.ndarray, 
             proto = _onnx_static_int8(fp32_path, calibration, Path(tmp), model)
         elif precision != "fp32":
             raise ValueError(f"ONNX precision {precision!r} is not one of {PRECISIONS}")
+        _drop_stack_traces(proto.graph)
         for key, value in metadata.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.save(proto, str(path))
+
+
+def _drop_stack_traces(graph) -> None:
+    """torch.onnx stores each node's Python stack trace, with the file paths of the machine that exported it, in
+    the file; a model that ships carries none of them (the module names in name_scopes stay)."""
+    for node in graph.node:
+        kept = [prop for prop in node.metadata_props if prop.key != "pkg.torch.onnx.stack_trace"]
+        del node.metadata_props[:]
+        node.metadata_props.extend(kept)
+        for attribute in node.attribute:
+            for subgraph in [attribute.g, *attribute.graphs] if attribute.HasField("g") else attribute.graphs:
+                _drop_stack_traces(subgraph)
 
 
 def _onnx_static_int8(fp32_path: Path, calibration: np.ndarray, tmp: Path, model: AgeGenderModel):

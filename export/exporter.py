@@ -34,7 +34,8 @@ from edge_age.runtimes import open_runner
 # 3: ONNX int8 keeps the heads the model declares in float (the old node-name guess matched none, so the heads
 #    were quantised too) and fuses ReLU/ReLU6 into the convolutions; TFLite full-int8 fuses conv + ReLU6; each
 #    file entry records the revision that wrote it.
-EXPORTER_REVISION = 3
+# 4: ONNX files no longer carry torch.onnx's stack traces (the exporting machine's paths).
+EXPORTER_REVISION = 4
 # Parity thresholds, the one place they are written. Float variants: the largest age difference from
 # PyTorch over the parity images. int8 variants: the change in age MAE and in gender accuracy.
 THRESHOLDS = {

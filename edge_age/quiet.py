@@ -8,14 +8,17 @@ What is filtered, and why it says nothing to a user of edge-age:
   frontend raises per conversion;
 * LiteRT's C++ INFO lines ("Estimated count of arithmetic ops", oneDNN notes) via TF_CPP_MIN_LOG_LEVEL=2;
 * litert-torch's per-step progress lines ("[START] LiteRT-Torch Convert > ...") via LITERT_TORCH_SHOW_PROGRESS=n;
-* ai-edge-quantizer's report per quantised file ("Original model size ...") and its bar, turned off by the
-  exporter's call (edge_age/formats/tflite.py).
+* ai-edge-quantizer's report per quantised file ("Original model size ...") and its progress bars (one of them
+  ignores the call's enable_progress_bar=False), see ``quantizer_progress_hidden``;
+* torch's FutureWarning "`isinstance(treespec, LeafSpec)` is deprecated", raised inside torchao's PT2E
+  quantisation (not our code), once per int8 TFLite export.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
+import warnings
 
 QUIET_LOGGERS = ("coremltools", "torch.onnx._internal.exporter._registration", "torch.utils._pytree", "absl")
 
@@ -26,6 +29,7 @@ def quiet_third_party(verbose: bool = False) -> None:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
     for name in QUIET_LOGGERS:  # a filter, not a level: torch resets its loggers' levels when it configures logging
         logger = logging.getLogger(name)
         if _errors_only not in logger.filters:
@@ -66,3 +70,25 @@ def coreml_progress_hidden():
     finally:
         for module, attribute, shown in patched:
             setattr(module, attribute, shown)
+
+
+@contextlib.contextmanager
+def quantizer_progress_hidden():
+    """ai-edge-quantizer draws "Applying Transformations to tensors" for larger models whatever quantize() is
+    told (its transformation step is not passed the flag): its bars stay off while an export quantises."""
+    from ai_edge_quantizer.utils import progress_utils
+
+    shown = progress_utils.ProgressBar
+    if os.environ.get("EDGE_AGE_VERBOSE"):
+        yield
+        return
+
+    class Hidden(shown):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "enable": False})
+
+    progress_utils.ProgressBar = Hidden
+    try:
+        yield
+    finally:
+        progress_utils.ProgressBar = shown

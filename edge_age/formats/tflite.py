@@ -17,6 +17,7 @@ from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
 
 from edge_age.formats import Format
 from edge_age.formats.deploy import OUTPUT_NAMES, DeployModel, Trunk, require
+from edge_age.quiet import quantizer_progress_hidden
 from edge_age.registry import AgeGenderModel
 from edge_age.runtimes import ModelFileError, Runner
 
@@ -83,9 +84,9 @@ def _tflite_float_or_dynamic(model: AgeGenderModel, precision: str, sample: tupl
             aeq_recipe = require("tflite", "ai_edge_quantizer.recipe")
             quantizer = aeq_quantizer.Quantizer(str(fp32_path))
             quantizer.load_quantization_recipe(_FP16_RECIPE if precision == "fp16" else aeq_recipe.dynamic_wi8_afp32())
-            chatty = bool(os.environ.get("EDGE_AGE_VERBOSE"))  # its size/time report and bar are not an export's log
-            quantizer.quantize(enable_progress_bar=chatty, enable_progress_report=chatty).export_model(
-                str(path), overwrite=True)
+            with quantizer_progress_hidden():  # its size/time report and bars are not an export's log
+                quantized = quantizer.quantize(enable_progress_report=bool(os.environ.get("EDGE_AGE_VERBOSE")))
+            quantized.export_model(str(path), overwrite=True)
         else:
             raise ValueError(f"TFLite precision {precision!r} is not one of {PRECISIONS}")
 

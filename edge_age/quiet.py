@@ -2,7 +2,8 @@
 
 What is filtered, and why it says nothing to a user of edge-age:
 * torch.onnx's "torchvision is not installed. Skipping torchvision::nms ..." (edge-age does not use torchvision);
-* torch's pytree note on KernelPreference enums (an internal deprecation inside torchao);
+* torch's pytree note on KernelPreference enums (an internal deprecation inside torchao), and torchao's
+  "Failed to load ..._C_cutlass_90a.abi3.so" (its CUDA kernels; edge-age quantises on the CPU);
 * coremltools' "Failed to load _MLModelProxy ..." lines (Core ML cannot run on Linux: the exporter says so itself)
   and its untested-torch-version note, its per-pass progress bars and the ~300 deprecation warnings its own
   frontend raises per conversion;
@@ -20,7 +21,8 @@ import logging
 import os
 import warnings
 
-QUIET_LOGGERS = ("coremltools", "torch.onnx._internal.exporter._registration", "torch.utils._pytree", "absl")
+QUIET_LOGGERS = ("coremltools", "torch.onnx._internal.exporter._registration", "torch.utils._pytree", "absl",
+                 "torchao")
 
 
 def quiet_third_party(verbose: bool = False) -> None:

@@ -38,22 +38,16 @@ def _timed(fn, runs: int) -> np.ndarray:
     return np.array(times)
 
 
+def _pytorch(path: str, threads: int):
+    """A checkpoint for timing.py's timer: (prepare, run) on already normalised NCHW inputs."""
+    runner = open_runner(path, threads=threads)
+    return (lambda normalised_nchw: np.ascontiguousarray(normalised_nchw[:1])), runner
+
+
 def latency(path: str, inputs: np.ndarray, threads: int, runs: int, batch: int) -> dict:
     """Batch-1 latency with cold start (timing.py: the same code a board runs), then batch throughput."""
-    if Path(path).suffix in RUNTIMES:
-        result = time_file(path, threads, runs, WARMUP_RUNS, inputs)
-    else:  # a PyTorch checkpoint: the reference row
-        started = time.perf_counter()
-        runner = open_runner(path, threads=threads)
-        load_ms = (time.perf_counter() - started) * 1000
-        one = np.ascontiguousarray(inputs[:1])
-        first_ms = _timed(lambda: runner(one), 1)[0] * 1000
-        _timed(lambda: runner(one), WARMUP_RUNS)
-        ms = _timed(lambda: runner(one), runs) * 1000
-        result = {"tool": "edge-age measure.py", "threads": threads, "runs": runs, "load_ms": load_ms,
-                  "first_inference_ms": first_ms, "latency_ms_median": float(np.median(ms)),
-                  "latency_ms_p10": float(np.percentile(ms, 10)), "latency_ms_p90": float(np.percentile(ms, 90)),
-                  "latency_ms_min": float(ms.min()), "latency_ms_max": float(ms.max()), "latency_ms_std": float(ms.std())}
+    opener = None if Path(path).suffix in RUNTIMES else _pytorch  # a checkpoint: the PyTorch reference row
+    result = time_file(path, threads, runs, WARMUP_RUNS, inputs, opener=opener)
     runner = open_runner(path, threads=threads)
     many = np.ascontiguousarray(np.resize(inputs, (batch, *inputs.shape[1:])))
     runner(many)

@@ -91,13 +91,18 @@ def _onnx(path: str, threads: int):
 RUNTIMES = {".tflite": _tflite, ".onnx": _onnx}
 
 
-def time_file(path: str, threads: int, runs: int, warmup: int, inputs: np.ndarray | None = None) -> dict:
-    """Load (cold start), first inference, ``warmup`` more calls, then ``runs`` timed batch-1 calls, in ms."""
-    suffix = Path(path).suffix
-    if suffix not in RUNTIMES:
-        raise SystemExit(f"{path}: this timer runs {', '.join(RUNTIMES)} files, not {suffix!r}")
+def time_file(path: str, threads: int, runs: int, warmup: int, inputs: np.ndarray | None = None,
+              opener=None) -> dict:
+    """Load (cold start), first inference, ``warmup`` more calls, then ``runs`` timed batch-1 calls, in ms.
+    ``opener(path, threads) -> (prepare, run)`` times another kind of file the same way (the host's PyTorch
+    reference); by default the file's suffix picks one of RUNTIMES."""
+    if opener is None:
+        suffix = Path(path).suffix
+        if suffix not in RUNTIMES:
+            raise SystemExit(f"{path}: this timer runs {', '.join(RUNTIMES)} files, not {suffix!r}")
+        opener = RUNTIMES[suffix]
     started = time.perf_counter()
-    prepare, run = RUNTIMES[suffix](path, threads)
+    prepare, run = opener(path, threads)
     load_ms = (time.perf_counter() - started) * 1000
     x = prepare(inputs)
     started = time.perf_counter()

@@ -82,7 +82,6 @@ def ablation_recipe(change: Change, budget: dict) -> dict:
 
 def run_change(change: Change, budget: dict, out: Path, data: str | None, device: str) -> None:
     """Train one row's run, or finish it, or leave it when done; refuse a folder that holds another recipe."""
-    from edge_age.checkpoint import load_checkpoint
     from edge_age.train.engine import RunOptions, train
 
     folder = out / change.name
@@ -96,9 +95,7 @@ def run_change(change: Change, budget: dict, out: Path, data: str | None, device
     if (folder / "test_metrics.json").is_file():
         print(f"{change.name}: finished earlier, kept")
         return
-    resume = (folder / "last.pt").is_file()
-    if resume and load_checkpoint(folder / "last.pt")["recipe"].get("overrides") != recipe["overrides"]:
-        raise FileExistsError(f"{folder}/last.pt is from other settings than {change.name!r}; choose another --out")
+    resume = (folder / "last.pt").is_file()  # a run writes config.json (checked above) before its first last.pt
     print(f"{change.name}: {'resuming' if resume else 'training'} ({change.description})", flush=True)
     train(None if resume else recipe, RunOptions(out_dir=folder, data=data, device=device, seed=change.seed,
                                                  resume=resume))

@@ -35,7 +35,9 @@ from edge_age.runtimes import open_runner
 #    were quantised too) and fuses ReLU/ReLU6 into the convolutions; TFLite full-int8 fuses conv + ReLU6; each
 #    file entry records the revision that wrote it.
 # 4: ONNX files no longer carry torch.onnx's stack traces (the exporting machine's paths).
-EXPORTER_REVISION = 4
+# 5: TFLite full-int8 trunks integer throughout: adds, concatenations and data movement annotated (no float
+#    islands between DEQUANTIZE and QUANTIZE); MA-SFV2's joins are plain concatenations again.
+EXPORTER_REVISION = 5
 # Parity thresholds, the one place they are written. Float variants: the largest age difference from
 # PyTorch over the parity images. int8 variants: the change in age MAE and in gender accuracy.
 THRESHOLDS = {

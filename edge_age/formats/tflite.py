@@ -3,7 +3,6 @@ and full-integer int8 (PT2E, calibrated on real images); run here with ai-edge-l
 ``edge_age`` metadata record and the standard TFLITE_METADATA record (``tflite_metadata``)."""
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -122,52 +121,49 @@ class Int8Outputs(nn.Module):
         return tuple(rounded)
 
 
-def padded_channel_sum(parts: list[torch.Tensor]) -> torch.Tensor:
-    """The same tensor as concatenating ``parts`` along channels, built as zero-padded parts added together.
-    litert-torch's full-int8 lowering gives a concatenation one input's scale and drops the other inputs'
-    requantisation, so their values are clipped (an MA-SFV2 stage output lost about a sixth of its range);
-    an int8 ADD requantises each input correctly."""
-    total = sum(part.shape[1] for part in parts)
-    joined, start = None, 0
-    for part in parts:
-        width = part.shape[1]
-        padded = torch.nn.functional.pad(part, (0, 0, 0, 0, start, total - start - width))
-        joined = padded if joined is None else joined + padded
-        start += width
-    return joined
+aten = torch.ops.aten
+CLAMPS = (aten.hardtanh.default, aten.hardtanh_.default)
+CONVOLUTIONS = (aten.conv2d.default, aten.convolution.default)
+ADDS = (aten.add.Tensor, aten.add_.Tensor)
+# Ops that only move, pad or select values: their int8 output can use their input's grid unchanged (zero padding
+# stays exact: an int8 PAD fills with the grid's zero point).
+SAME_GRID_OPS = (aten.view.default, aten.reshape.default, aten.transpose.int, aten.permute.default,
+                 aten.slice.Tensor, aten.pad.default, aten.constant_pad_nd.default, aten.max_pool2d.default,
+                 aten.amax.default, aten.flatten.using_ints, aten.squeeze.dim, aten.unsqueeze.default)
 
 
-@contextlib.contextmanager
-def _int8_safe_channel_joins(model: nn.Module):
-    """While the graph is captured, modules that join channel groups (a ``join_channels`` attribute, e.g.
-    MA-SFV2's ShuffleNet units) use padded_channel_sum instead of a concatenation."""
-    units = [module for module in model.modules() if hasattr(module, "join_channels")]
-    saved = [unit.join_channels for unit in units]
-    for unit in units:
-        unit.join_channels = padded_channel_sum
-    try:
-        yield
-    finally:
-        for unit, join in zip(units, saved):
-            unit.join_channels = join
+def int8_trunk_quantizer():
+    """litert-torch's PT2E quantizer, plus what it leaves in float in our trunks.
 
-
-CLAMPS = (torch.ops.aten.hardtanh.default, torch.ops.aten.hardtanh_.default)
-CONVOLUTIONS = (torch.ops.aten.conv2d.default, torch.ops.aten.convolution.default)
-
-
-def _clamp_aware_quantizer():
-    """litert-torch's PT2E quantizer, plus convolution + ReLU6 fused the way it fuses convolution + ReLU.
-
-    It annotates conv -> relu as one op whose int8 output is taken after the ReLU, but not conv -> ReLU6
-    (aten.hardtanh): there the convolution's output was quantised before the clamp, over its whole range, and the
-    clamp shared that grid, so the values that pass the clamp kept a fraction of int8's resolution.
+    Convolution + ReLU6: it annotates conv -> relu as one op whose int8 output is taken after the ReLU, but not
+    conv -> ReLU6 (aten.hardtanh): there the convolution's output was quantised before the clamp, over its whole
+    range, and the clamp shared that grid, so the values that pass the clamp kept a fraction of int8's resolution.
     EfficientNet-Lite (ReLU6 after every convolution) lost 0.8 years of MAE in its full-int8 file that way. With
-    the clamp's output observed instead, the converter emits a CONV_2D with a fused RELU6 on the [0, 6] grid."""
-    from litert_torch.quantize import pt2e_quantizer, pt2e_quantizer_utils as utils
+    the clamp's output observed instead, the converter emits a CONV_2D with a fused RELU6 on the [0, 6] grid.
 
-    class ClampAwareQuantizer(pt2e_quantizer.PT2EQuantizer):
+    Adds, concatenations and data movement: its add and concatenation annotators find those ops by their Python
+    source (``operator.add``, ``torch.cat``), which ``torch.export`` no longer records, so every residual add
+    stayed float between a DEQUANTIZE and a QUANTIZE (EfficientNet-Lite's 7 skip connections), and a
+    concatenation was left to the converter, which gave it one input's scale without requantising the others
+    (MA-SFV2's first full-int8 file lost a sixth of a stage's range; README, "Export"). Here adds get their own
+    int8 grid, a concatenation's inputs are requantised onto one shared grid (explicit QUANTIZE ops), and the
+    ops of SAME_GRID_OPS take their input's grid: the trunk stays integer from the input to the pooled features,
+    MA-SFV2's channel split, join and shuffle included.
+    """
+    from litert_torch.quantize import pt2e_quantizer, pt2e_quantizer_utils as utils
+    from torchao.quantization.pt2e.quantizer import SharedQuantizationSpec
+
+    def annotated(node) -> bool:
+        return "quantization_annotation" in node.meta and node.meta["quantization_annotation"]._annotated
+
+    class Int8TrunkQuantizer(pt2e_quantizer.PT2EQuantizer):
         def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            self._annotate_conv_clamps(model)
+            model = super().annotate(model)
+            self._annotate_joins_and_moves(model)
+            return model
+
+        def _annotate_conv_clamps(self, model: torch.fx.GraphModule) -> None:
             for clamp in [n for n in model.graph.nodes if n.op == "call_function" and n.target in CLAMPS]:
                 conv = clamp.args[0]
                 if not (isinstance(conv, torch.fx.Node) and conv.op == "call_function" and conv.target in CONVOLUTIONS
@@ -185,9 +181,30 @@ def _clamp_aware_quantizer():
                 clamp.meta["quantization_annotation"] = QuantizationAnnotation(
                     output_qspec=utils.get_output_act_qspec(self.global_config), _annotated=True)
                 utils._mark_nodes_as_annotated(partition)
-            return super().annotate(model)
 
-    return ClampAwareQuantizer()
+        def _annotate_joins_and_moves(self, model: torch.fx.GraphModule) -> None:
+            for node in model.graph.nodes:  # graph order: a producer is annotated before its users
+                if node.op != "call_function" or annotated(node):
+                    continue
+                inputs = [arg for arg in node.args[:2] if isinstance(arg, torch.fx.Node)]
+                if node.target == aten.cat.default:
+                    first, *others = node.args[0]
+                    grid = SharedQuantizationSpec((first, node))
+                    node.meta["quantization_annotation"] = QuantizationAnnotation(
+                        input_qspec_map={first: utils.get_input_act_qspec(self.global_config),
+                                         **{other: grid for other in others}},
+                        output_qspec=grid, _annotated=True)
+                elif node.target in ADDS and len(inputs) == 2:
+                    node.meta["quantization_annotation"] = QuantizationAnnotation(
+                        input_qspec_map={arg: utils.get_input_act_qspec(self.global_config) for arg in inputs},
+                        output_qspec=utils.get_output_act_qspec(self.global_config), _annotated=True)
+                elif node.target in SAME_GRID_OPS and inputs and annotated(inputs[0]) \
+                        and node.args[0].meta["quantization_annotation"].output_qspec is not None:
+                    grid = SharedQuantizationSpec(inputs[0])
+                    node.meta["quantization_annotation"] = QuantizationAnnotation(
+                        input_qspec_map={inputs[0]: grid}, output_qspec=grid, _annotated=True)
+
+    return Int8TrunkQuantizer()
 
 
 def _tflite_full_int8(model: AgeGenderModel, calibration: np.ndarray, path: Path, int8_outputs: bool = False) -> None:
@@ -198,27 +215,34 @@ def _tflite_full_int8(model: AgeGenderModel, calibration: np.ndarray, path: Path
     With ``int8_outputs`` only their two final values are rounded to int8.
     """
     import litert_torch
-    from litert_torch.quantize import pt2e_quantizer, quant_config
-    import torchao.quantization.pt2e as torchao_pt2e
-    from torchao.quantization.pt2e import quantize_pt2e
+    from litert_torch.quantize import quant_config
 
     size = model.input_spec.size
     sample = (torch.zeros(1, size, size, 3),)
-    config = pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
-    quantizer = _clamp_aware_quantizer().set_global(config)
-    with _int8_safe_channel_joins(model):
-        trunk = torch.export.export(Trunk(model, channels_last_input=True).eval(), sample).module()
-    trunk = quantize_pt2e.prepare_pt2e(trunk, quantizer)
-    with torch.no_grad():
-        for image in calibration:
-            trunk(torch.from_numpy(np.ascontiguousarray(image.transpose(1, 2, 0)[None])))
-    trunk = quantize_pt2e.convert_pt2e(trunk, fold_quantize=False)
-    torchao_pt2e.allow_exported_model_train_eval(trunk)  # the wrapper's .eval() must not fail on it
+    images_nhwc = (np.ascontiguousarray(image.transpose(1, 2, 0)[None]) for image in calibration)
+    trunk, quantizer = int8_trunk(Trunk(model, channels_last_input=True).eval(), sample, images_nhwc)
     combined = DeployModel(model, trunk=trunk).eval()
     if int8_outputs:
         combined = Int8Outputs(combined).eval()
     edge_model = litert_torch.convert(combined, sample, quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer))
     edge_model.export(str(path))
+
+
+def int8_trunk(module: nn.Module, sample: tuple, calibration_nhwc) -> tuple[nn.Module, object]:
+    """``module`` PT2E-quantised with int8_trunk_quantizer and calibrated on the given NHWC batches; returns it
+    with the quantizer, which litert_torch.convert needs to lower it to int8 ops."""
+    from litert_torch.quantize import pt2e_quantizer
+    import torchao.quantization.pt2e as torchao_pt2e
+    from torchao.quantization.pt2e import quantize_pt2e
+
+    quantizer = int8_trunk_quantizer().set_global(pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True))
+    trunk = quantize_pt2e.prepare_pt2e(torch.export.export(module, sample).module(), quantizer)
+    with torch.no_grad():
+        for batch in calibration_nhwc:
+            trunk(torch.from_numpy(batch))
+    trunk = quantize_pt2e.convert_pt2e(trunk, fold_quantize=False)
+    torchao_pt2e.allow_exported_model_train_eval(trunk)  # a wrapper's .eval() must not fail on it
+    return trunk, quantizer
 
 
 class TFLiteRunner(Runner):
@@ -311,8 +335,8 @@ def read_tflite_metadata(path: str | Path) -> dict[str, str]:
 
 
 def tflite_op_counts(path: str | Path) -> dict[str, int]:
-    """How many operators of each builtin type the file's graph holds (QUANTIZE/DEQUANTIZE between int8 islands,
-    PADs of the concatenation workaround, ...)."""
+    """How many operators of each builtin type the file's graph holds (QUANTIZE/DEQUANTIZE at the edges of int8
+    islands, ...)."""
     from ai_edge_litert import schema_py_generated as schema
 
     names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}

@@ -36,8 +36,6 @@ def channel_shuffle(x: torch.Tensor, groups: int = 2) -> torch.Tensor:
     return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
 
 
-def cat_channels(parts: list[torch.Tensor]) -> torch.Tensor:
-    return torch.cat(parts, dim=1)
 
 
 class SqueezeExcite(nn.Module):
@@ -82,8 +80,6 @@ class ShuffleUnit(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, stride: int, attention: bool):
         super().__init__()
         self.stride = stride
-        # How the two halves are joined; edge_age/formats/tflite.py swaps in an equivalent for full-int8 TFLite.
-        self.join_channels = cat_channels
         branch_ch = out_ch // 2
         branch_in = in_ch if stride == 2 else branch_ch
         self.branch = nn.Sequential(
@@ -101,14 +97,13 @@ class ShuffleUnit(nn.Module):
 
     def forward(self, x):
         if self.stride == 2:
-            out = self.join_channels([self.shortcut(x), self.branch(x)])
-        else:
-            kept, processed = x.chunk(2, dim=1)
-            branch_out = self.branch(processed)
-            if self.attention is not None:
-                branch_out = self.attention(branch_out) + processed
-            out = self.join_channels([kept, branch_out])
-        return channel_shuffle(out, 2)
+            return channel_shuffle(torch.cat([self.shortcut(x), self.branch(x)], dim=1), 2)
+        half = x.shape[1] // 2  # two slices, not chunk(): in a full-int8 export a slice keeps its input's grid
+        kept, processed = x[:, :half], x[:, half:]
+        branch_out = self.branch(processed)
+        if self.attention is not None:
+            branch_out = self.attention(branch_out) + processed
+        return channel_shuffle(torch.cat([kept, branch_out], dim=1), 2)
 
 
 class MASFV2(AgeGenderModel):

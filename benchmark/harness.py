@@ -226,6 +226,8 @@ def benchmark_model(exported: ExportedModel, scoring: Scoring, thread_counts: li
             if fmt is not None and fmt.op_counts is not None and variant["status"] not in ("export-failed", "file changed"):
                 try:
                     row["ops"] = fmt.op_counts(variant["file"])
+                    if fmt.delegate_partitions is not None:
+                        row["delegate_partitions"] = fmt.delegate_partitions(variant["file"])
                 except Exception as err:  # a damaged graph: the run below says why in the row; the count is a side note
                     row["ops_note"] = f"graph not readable ({type(err).__name__}: {err})"
             if variant["status"] in ("export-failed", "file changed", "no reference"):

@@ -239,11 +239,15 @@ def ops_section(rows: list[dict]) -> list[str]:
     if not counted:
         return []
     lines = ["", "## Graph ops", "", "Quantize/dequantize ops inside a graph mark where it leaves integer arithmetic; "
-             "a full-integer file should have them only at its input and before its float heads.", "",
-             "| model | format | precision | ops | " + " | ".join(OPS_SHOWN) + " |", "|" + " --- |" * (4 + len(OPS_SHOWN))]
+             "a full-integer file should have them only at its input and before its float heads. Partitions: how "
+             "many blocks LiteRT's CPU delegate (XNNPACK) made of a TFLite file on this host (1: one block; each "
+             "further one hands over to LiteRT's built-in kernels and back).", "",
+             "| model | format | precision | ops | " + " | ".join(OPS_SHOWN) + " | partitions |",
+             "|" + " --- |" * (5 + len(OPS_SHOWN))]
     for r in counted:
         lines.append(f"| {r['model']} | {r['format']} | {r['precision']} | {sum(r['ops'].values())} | "
-                     + " | ".join(str(r["ops"].get(op, 0)) for op in OPS_SHOWN) + " |")
+                     + " | ".join(str(r["ops"].get(op, 0)) for op in OPS_SHOWN)
+                     + f" | {r.get('delegate_partitions', '-')} |")
     return lines
 
 

@@ -52,6 +52,10 @@ def test_pipeline_trains_exports_and_reports_every_model(pipeline_dirs):
         assert timing["multiple_of_floor"] == pytest.approx(timing["latency_ms_median"] / timing["floor_ms"])
         assert timing["throughput_images_per_s"] > 0 and timing["peak_rss_mb"] > 50
         assert row["gflops"] > 0 and row["parameters"] > 0 and row["size_mb"] > 0
+        if row["format"] == "tflite":
+            assert row["delegate_partitions"] >= 1 and sum(row["ops"].values()) > 0, row
+        if row["format"] == "tflite" and row["precision"] == "int8":  # integer from the input to the float heads
+            assert row["ops"].get("DEQUANTIZE") == 1, (row["model"], row["ops"])
     assert [c["claim"] for c in results["claims"]] == [1, 2, 3, 4, 5, 6]
     assert results["claims"][0]["verdict"] == "not measured" and "vgg16_transfer" in results["claims"][0]["evidence"]
     for claim in results["claims"][1:]:  # every other claim has what it needs, so it is judged with numbers
@@ -59,7 +63,7 @@ def test_pipeline_trains_exports_and_reports_every_model(pipeline_dirs):
     with open(out / "results.csv") as handle:
         assert len(list(csv.DictReader(handle))) == len(rows)
     report = (out / "report.md").read_text()
-    assert "## The claims" in report and "MORPH2" in report and "Compute floor" in report
+    assert "## The claims" in report and "MORPH2" in report and "Compute floor" in report and "partitions |" in report
     assert not (out / ".partial").exists()
 
 

@@ -29,6 +29,7 @@ class Format:
     check: Callable | None = None  # check(path, precision, size) -> dict with status/reason, where it cannot run
     export_options: tuple[str, ...] = ()  # keyword options its export takes (e.g. int8_outputs)
     op_counts: Callable | None = None  # op_counts(path) -> {op type: count}, to see what a file really computes
+    delegate_partitions: Callable | None = None  # delegate_partitions(path) -> partitions the host's delegate makes
     description: str = ""
     notes: dict = field(default_factory=dict)
 

@@ -350,6 +350,19 @@ def tflite_op_counts(path: str | Path) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda item: -item[1]))
 
 
+def xnnpack_partitions(path: str | Path) -> int:
+    """How many partitions LiteRT's default CPU delegate (XNNPACK) makes of the file on this host: 1 means one
+    delegated block; each further one is a hand-over to LiteRT's built-in kernels and back. Counted as the DELEGATE
+    nodes in the interpreter's op list after delegation (``_get_ops_details``, the only place the Python API
+    shows them)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=1)
+    interpreter.allocate_tensors()
+    return sum(op["op_name"] == "DELEGATE" for op in interpreter._get_ops_details())
+
+
 FORMAT = Format(name="tflite", suffix=".tflite", precisions=PRECISIONS, layout="NHWC", extra="tflite",
                 export=export_tflite, runner=TFLiteRunner, export_options=("int8_outputs",), op_counts=tflite_op_counts,
+                delegate_partitions=xnnpack_partitions,
                 description="TFLite (batch 1, NHWC) via litert-torch; int8: full-integer trunk via PT2E")

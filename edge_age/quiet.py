@@ -7,7 +7,9 @@ What is filtered, and why it says nothing to a user of edge-age:
 * coremltools' "Failed to load _MLModelProxy ..." lines (Core ML cannot run on Linux: the exporter says so itself)
   and its untested-torch-version note, its per-pass progress bars and the ~300 deprecation warnings its own
   frontend raises per conversion;
-* LiteRT's C++ INFO lines ("Estimated count of arithmetic ops", oneDNN notes) via TF_CPP_MIN_LOG_LEVEL=2;
+* LiteRT's C++ INFO lines ("Estimated count of arithmetic ops", oneDNN notes) via TF_CPP_MIN_LOG_LEVEL=2, and the
+  lines native code writes before that setting applies: litert-torch's converter library's absl and oneDNN notes
+  as it loads, LiteRT's "Created TensorFlow Lite XNNPACK delegate" (``native_load_lines_hidden``);
 * litert-torch's per-step progress lines ("[START] LiteRT-Torch Convert > ...") via LITERT_TORCH_SHOW_PROGRESS=n;
 * ai-edge-quantizer's report per quantised file ("Original model size ...") and its progress bars (one of them
   ignores the call's enable_progress_bar=False), see ``quantizer_progress_hidden``;
@@ -19,6 +21,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
+import sys
+import tempfile
 import warnings
 
 QUIET_LOGGERS = ("coremltools", "torch.onnx._internal.exporter._registration", "torch.utils._pytree", "absl",
@@ -94,3 +99,32 @@ def quantizer_progress_hidden():
         yield
     finally:
         progress_utils.ProgressBar = shown
+
+
+# What native code writes straight to file descriptor 2 as it starts, past TF_CPP_MIN_LOG_LEVEL: litert-torch's
+# converter library (litert_converter) logs through absl before absl is initialised, and LiteRT's interpreter
+# announces its CPU delegate.
+NATIVE_LOAD_NOISE = re.compile(r"All log messages before absl::InitializeLog\(\)|port\.cc:\d+\] oneDNN custom operations"
+                               r"|^INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.")
+
+
+@contextlib.contextmanager
+def native_load_lines_hidden():
+    """Capture file descriptor 2 while a native library loads or starts; write back every line but NATIVE_LOAD_NOISE."""
+    if os.environ.get("EDGE_AGE_VERBOSE"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode("utf-8", errors="replace").splitlines(keepends=True):
+                if not NATIVE_LOAD_NOISE.search(line):
+                    sys.stderr.write(line)
+            sys.stderr.flush()

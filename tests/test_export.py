@@ -179,6 +179,7 @@ def test_int8_parity_at_exactly_the_threshold_passes():
     assert result["status"] == "fail" and "gender accuracy change -1.50 points" in result["reason"]
 
 
+@pytest.mark.filterwarnings("ignore:.*LeafSpec.*is deprecated")  # torchao's, filtered by the edge-age command too
 def test_full_int8_concatenation_requantises_each_input(tmp_path):
     """Two inputs about 50x apart in range joined by torch.cat, quantised by int8_trunk, lowered by litert-torch
     and run in LiteRT: both keep their values to within a step of the shared int8 grid. An earlier litert-torch
@@ -228,3 +229,19 @@ def test_full_int8_concatenation_requantises_each_input(tmp_path):
         assert np.abs(out[..., 4:]).max() > 0
 
 
+
+
+def test_native_load_lines_hidden_drops_only_the_known_startup_lines(capfd):
+    """Native code writes to file descriptor 2 directly (as litert_converter does when it loads): the two absl/oneDNN
+    startup lines and LiteRT's delegate note go, anything else (an error from the same library) still shows."""
+    import os
+
+    from edge_age.quiet import native_load_lines_hidden
+
+    with native_load_lines_hidden():
+        os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n")
+        os.write(2, b"I0000 00:00:1 5039 port.cc:153] oneDNN custom operations are on. You may see ...\n")
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+        os.write(2, b"ERROR: the model is not a valid Flatbuffer buffer\n")
+    err = capfd.readouterr().err
+    assert err == "ERROR: the model is not a valid Flatbuffer buffer\n"

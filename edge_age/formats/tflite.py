@@ -16,7 +16,7 @@ from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
 
 from edge_age.formats import Format
 from edge_age.formats.deploy import OUTPUT_NAMES, DeployModel, Trunk, require
-from edge_age.quiet import quantizer_progress_hidden
+from edge_age.quiet import native_load_lines_hidden, quantizer_progress_hidden
 from edge_age.registry import AgeGenderModel
 from edge_age.runtimes import ModelFileError, Runner
 
@@ -28,7 +28,8 @@ def export_tflite(model: AgeGenderModel, precision: str, calibration: np.ndarray
                   int8_outputs: bool = False) -> None:
     """``int8_outputs``: the full-integer file's outputs become int8 too (for NPUs that take only integer
     tensors); see INT8_OUTPUT_QUANTIZATION."""
-    require("tflite", "litert_torch")
+    with native_load_lines_hidden():
+        require("tflite", "litert_torch")
     size = model.input_spec.size
     sample = (torch.zeros(1, size, size, 3),)
     if precision == "int8":
@@ -255,8 +256,9 @@ class TFLiteRunner(Runner):
 
         self.threads = threads
         try:
-            self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
-            self.interpreter.allocate_tensors()
+            with native_load_lines_hidden():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+                self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+                self.interpreter.allocate_tensors()
         except Exception as err:
             raise ModelFileError(f"{path}: LiteRT cannot load it ({type(err).__name__}: {str(err)[:300]})") from None
         self.input = self.interpreter.get_input_details()[0]

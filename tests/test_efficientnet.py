@@ -11,19 +11,21 @@ from edge_age.io import sha256_file
 from edge_age.train.engine import gaussian_age_targets, make_scheduler
 
 
-def test_features_match_the_reference_implementation_on_real_faces(utkface_all):
+@pytest.mark.parametrize("variant,weights", [("lite0", "efficientnet-lite0-57934424.pth"),
+                                             ("lite1", "efficientnet-lite1-77cc7160.pth")])
+def test_features_match_the_reference_implementation_on_real_faces(utkface_all, variant, weights):
     reference = pytest.importorskip("efficientnet_lite_pytorch", reason="pip install efficientnet-lite-pytorch")
     faces = decoded_cache(utkface_all.sample(8, seed=3), 128, verbose=False).pixels
-    ours = create_model("efficientnet_lite0", img_size=128).eval()
+    ours = create_model("efficientnet_lite0", img_size=128, variant=variant).eval()
     source = ours.load_pretrained()
-    assert source.endswith("efficientnet-lite0-57934424.pth")
-    theirs = reference.EfficientNet.from_name("efficientnet-lite0", image_size=128).eval()
+    assert source.endswith(weights)
+    theirs = reference.EfficientNet.from_name(f"efficientnet-{variant}", image_size=128).eval()
     theirs.load_state_dict(torch.load(source, weights_only=True))
     x = ours.input_spec.normalize(torch.from_numpy(np.array(faces)))
     with torch.no_grad():
         our_features = ours.head_conv(ours.blocks(ours.stem(x)))
         their_features = theirs.extract_features(x)
-        random_features = create_model("efficientnet_lite0", img_size=128).eval().forward_features(x)
+        random_features = create_model("efficientnet_lite0", img_size=128, variant=variant).eval().forward_features(x)
     assert our_features.shape == their_features.shape == (8, 1280, 4, 4)
     torch.testing.assert_close(our_features, their_features, rtol=1e-4, atol=1e-4)
     # the ImageNet features of real faces are not those of a random net

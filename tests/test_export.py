@@ -161,7 +161,6 @@ def test_re_export_keeps_other_variants_and_clean_starts_over(trained_runs, tmp_
 
 def test_int8_parity_at_exactly_the_threshold_passes():
     """Two of 200 gender answers changing is exactly 1 point: at the limit, so pass (float rounding once failed it)."""
-
     from edge_age.export.exporter import parity
 
     rng = np.random.default_rng(0)
@@ -180,7 +179,7 @@ def test_int8_parity_at_exactly_the_threshold_passes():
 
 
 @pytest.mark.filterwarnings("ignore:.*LeafSpec.*is deprecated")  # torchao's, filtered by the edge-age command too
-def test_full_int8_concatenation_requantises_each_input(tmp_path):
+def test_full_int8_concatenation_keeps_each_inputs_range(tmp_path):
     """Two inputs about 50x apart in range joined by torch.cat, quantised by int8_trunk, lowered by litert-torch
     and run in LiteRT: both keep their values to within a step of the shared int8 grid. An earlier litert-torch
     lowering gave a concatenation one input's scale and clipped the others (MA-SFV2's first full-int8 file: MAE
@@ -227,8 +226,6 @@ def test_full_int8_concatenation_requantises_each_input(tmp_path):
         assert np.abs(out - expected).max() <= 1.5 * step, (np.abs(out - expected).max(), step)
         # the small input's half is not flattened to zero either: it survives on the shared grid
         assert np.abs(out[..., 4:]).max() > 0
-
-
 
 
 def test_native_load_lines_hidden_drops_only_the_known_startup_lines(capfd):

@@ -147,9 +147,9 @@ def int8_trunk_quantizer():
     stayed float between a DEQUANTIZE and a QUANTIZE (EfficientNet-Lite's 7 skip connections), and a
     concatenation was left to the converter, which gave it one input's scale without requantising the others
     (MA-SFV2's first full-int8 file lost a sixth of a stage's range; README, "Export"). Here adds get their own
-    int8 grid, a concatenation's inputs are requantised onto one shared grid (explicit QUANTIZE ops), and the
-    ops of SAME_GRID_OPS take their input's grid: the trunk stays integer from the input to the pooled features,
-    MA-SFV2's channel split, join and shuffle included.
+    int8 grid, a concatenation's inputs share one grid (their producers write onto it, or a QUANTIZE requantises),
+    and the ops of SAME_GRID_OPS take their input's grid: the trunk stays integer from the input to the pooled
+    features, MA-SFV2's channel split, join and shuffle included.
     """
     from litert_torch.quantize import pt2e_quantizer, pt2e_quantizer_utils as utils
     from torchao.quantization.pt2e.quantizer import SharedQuantizationSpec
@@ -200,7 +200,7 @@ def int8_trunk_quantizer():
                         input_qspec_map={arg: utils.get_input_act_qspec(self.global_config) for arg in inputs},
                         output_qspec=utils.get_output_act_qspec(self.global_config), _annotated=True)
                 elif node.target in SAME_GRID_OPS and inputs and annotated(inputs[0]) \
-                        and node.args[0].meta["quantization_annotation"].output_qspec is not None:
+                        and inputs[0].meta["quantization_annotation"].output_qspec is not None:
                     grid = SharedQuantizationSpec(inputs[0])
                     node.meta["quantization_annotation"] = QuantizationAnnotation(
                         input_qspec_map={inputs[0]: grid}, output_qspec=grid, _annotated=True)
@@ -359,8 +359,9 @@ def xnnpack_partitions(path: str | Path) -> int:
     shows them)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(path), num_threads=1)
-    interpreter.allocate_tensors()
+    with native_load_lines_hidden():
+        interpreter = Interpreter(model_path=str(path), num_threads=1)
+        interpreter.allocate_tensors()
     return sum(op["op_name"] == "DELEGATE" for op in interpreter._get_ops_details())
 
 

@@ -36,8 +36,6 @@ def channel_shuffle(x: torch.Tensor, groups: int = 2) -> torch.Tensor:
     return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
 
 
-
-
 class SqueezeExcite(nn.Module):
     """SE channel attention (Hu et al.): global pool -> FC/r -> ReLU -> FC -> sigmoid -> scale."""
 

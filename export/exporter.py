@@ -37,7 +37,8 @@ from edge_age.runtimes import open_runner
 # 4: ONNX files no longer carry torch.onnx's stack traces (the exporting machine's paths).
 # 5: TFLite full-int8 trunks integer throughout: adds, concatenations and data movement annotated (no float
 #    islands between DEQUANTIZE and QUANTIZE); MA-SFV2's joins are plain concatenations again.
-EXPORTER_REVISION = 5
+# 6: MA-SFV2's stem max-pool pads with zeros (a PAD, not a PADV2 with -inf): XNNPACK takes its whole graph.
+EXPORTER_REVISION = 6
 # Parity thresholds, the one place they are written. Float variants: the largest age difference from
 # PyTorch over the parity images. int8 variants: the change in age MAE and in gender accuracy.
 THRESHOLDS = {

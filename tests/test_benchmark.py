@@ -54,6 +54,8 @@ def test_pipeline_trains_exports_and_reports_every_model(pipeline_dirs):
         assert row["gflops"] > 0 and row["parameters"] > 0 and row["size_mb"] > 0
         if row["format"] == "tflite":
             assert row["delegate_partitions"] >= 1 and sum(row["ops"].values()) > 0, row
+            if row["precision"] in ("fp32", "int8"):  # XNNPACK takes the float and full-int8 graphs whole
+                assert row["delegate_partitions"] == 1, (row["model"], row["precision"], row["ops"])
         if row["format"] == "tflite" and row["precision"] == "int8":  # integer from the input to the float heads
             assert row["ops"].get("DEQUANTIZE") == 1, (row["model"], row["ops"])
     assert [c["claim"] for c in results["claims"]] == [1, 2, 3, 4, 5, 6]

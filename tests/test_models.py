@@ -103,3 +103,15 @@ def test_vgg16_base_from_scratch_passes_the_signal_through_its_13_convolutions()
     base = create_model("vgg16_transfer", img_size=64).features
     with torch.no_grad():
         assert base(torch.randn(4, 3, 64, 64)).std().item() > 0.05
+
+
+def test_ma_sfv2_stem_pool_pads_with_zeros_and_answers_as_pytorchs_max_pool():
+    """After a ReLU, zero padding equals max_pool2d's -inf padding (odd and even sizes); the swap only changes what
+    the TFLite converter emits (PAD, which XNNPACK runs, for PADV2, which it does not)."""
+    from edge_age.models.ma_sfv2 import MaxPoolAfterReLU
+
+    for size in (64, 63, 16):
+        x = torch.relu(torch.randn(2, 24, size, size))
+        assert torch.equal(MaxPoolAfterReLU()(x), nn.MaxPool2d(3, 2, 1)(x))
+    negative = -torch.rand(1, 1, 4, 4) - 0.5  # where the input can be negative the two differ: hence "AfterReLU"
+    assert not torch.equal(MaxPoolAfterReLU()(negative), nn.MaxPool2d(3, 2, 1)(negative))

@@ -65,6 +65,15 @@ class SpatialAttention(nn.Module):
         return x * torch.sigmoid(self.conv(pooled))
 
 
+class MaxPoolAfterReLU(nn.Module):
+    """3x3/2 max-pool with one pixel of padding, on an input that a ReLU made non-negative: zero padding then
+    gives the same answers as PyTorch's -inf padding, and it exports as a plain PAD, which LiteRT's XNNPACK
+    delegate runs, instead of a PADV2 with -inf, which it does not (the graph fell into two partitions)."""
+
+    def forward(self, x):
+        return nn.functional.max_pool2d(nn.functional.pad(x, (1, 1, 1, 1)), 3, 2)
+
+
 def _conv_bn(in_ch, out_ch, kernel, stride=1, groups=1, relu=True):
     layers = [nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=False), nn.BatchNorm2d(out_ch)]
     if relu:
@@ -120,7 +129,7 @@ class MASFV2(AgeGenderModel):
         self.input_spec = InputSpec(size=img_size, mean=IMAGENET_MEAN, std=IMAGENET_STD)
         self.age_output = age_output
         channels = STAGE_CHANNELS[width]
-        self.stem = nn.Sequential(*_conv_bn(3, channels[0], 3, 2), nn.MaxPool2d(3, 2, 1))
+        self.stem = nn.Sequential(*_conv_bn(3, channels[0], 3, 2), MaxPoolAfterReLU())
         stages, in_ch = [], channels[0]
         for repeats, out_ch in zip(STAGE_REPEATS, channels[1:4]):
             units = [ShuffleUnit(in_ch, out_ch, 2, attention)]

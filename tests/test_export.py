@@ -55,6 +55,7 @@ def test_every_format_and_precision_is_exported_and_checked(model, trained_runs,
         else:  # int8 is judged on the change in MAE and gender accuracy; either verdict must carry numbers
             assert entry["status"] in ("pass", "fail") and (entry["status"] == "pass") == (entry["reason"] == "")
             assert p["mae_change_years"] == pytest.approx(p["mae_file"] - p["mae_pytorch"])
+    assert _float_convolutions_onnxruntime_runs(out / variants[("onnx", "int8")]["file"]) == []
     assert variants[("tflite", "int8")]["input_tensor"]["dtype"] == "int8"  # full-integer input, as NPUs want
     assert variants[("tflite", "int8")]["input_tensor"]["scale"] > 0
     assert variants[("tflite", "fp32")]["input_tensor"] == {"dtype": "float32", "scale": 0.0, "zero_point": 0}
@@ -63,6 +64,19 @@ def test_every_format_and_precision_is_exported_and_checked(model, trained_runs,
     assert sizes[("onnx", "fp16")] < 0.75 * sizes[("onnx", "fp32")]  # weights halve; graph overhead does not
     assert manifest["input"]["size"] == 32 and manifest["model"]["name"] == model
     assert not (out / ".partial").exists()
+
+
+def _float_convolutions_onnxruntime_runs(path: Path) -> list[str]:
+    """Convolutions of an int8 ONNX file that onnxruntime's optimiser left in float (not fused into QLinearConv)."""
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(path.with_name("optimised.onnx"))
+    options.log_severity_level = 3
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return [node.name for node in onnx.load(options.optimized_model_filepath).graph.node
+            if node.op_type in ("Conv", "FusedConv")]
 
 
 def test_int8_outputs_option_gives_an_all_integer_tflite_file(trained_runs, tmp_path):

@@ -38,8 +38,8 @@ from edge_age.runtimes import open_runner
 # 5: TFLite full-int8 trunks integer throughout: adds, concatenations and data movement annotated (no float
 #    islands between DEQUANTIZE and QUANTIZE); MA-SFV2's joins are plain concatenations again.
 # 6: MA-SFV2's stem max-pool pads with zeros (a PAD, not a PADV2 with -inf): XNNPACK takes its whole graph.
-# 7: ONNX int8 with u8 activations (onnxruntime's faster x86 kernels) and the joins, attention products and
-#    layout ops between the convolutions quantised.
+# 7: ONNX int8 with u8 activations: onnxruntime fuses every convolution into QLinearConv and runs its faster
+#    x86 kernels.
 EXPORTER_REVISION = 7
 # Parity thresholds, the one place they are written. Float variants: the largest age difference from
 # PyTorch over the parity images. int8 variants: the change in age MAE and in gender accuracy.

@@ -15,10 +15,6 @@ from edge_age.registry import AgeGenderModel
 from edge_age.runtimes import ModelFileError, Runner
 
 PRECISIONS = ("fp32", "fp16", "int8")
-# Ops between the convolutions that the int8 file keeps in integers (onnxruntime's QLinear* kernels, or Q/DQ
-# pairs it removes around data movement): each float island costs a dequantise and a quantise.
-QUANTISED_BETWEEN = ("Add", "Mul", "Concat", "Sigmoid", "MaxPool", "GlobalAveragePool", "Reshape", "Transpose",
-                     "Split", "Slice")
 
 
 def export_onnx(model: AgeGenderModel, precision: str, calibration: np.ndarray, path: Path, metadata: dict) -> None:
@@ -78,9 +74,9 @@ def _onnx_static_int8(fp32_path: Path, calibration: np.ndarray, tmp: Path, model
     quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
     # Convolutions and matrix products; their ReLU/ReLU6 (Clip) are listed too so that onnxruntime fuses each into
     # its convolution and quantises the activation's output, not the wider range before it (EfficientNet-Lite's
-    # ReLU6 after every convolution cost 1.4 years of MAE otherwise). The ops between them (QUANTISED_BETWEEN)
-    # too: fp32/int8 time 1.36x -> 1.42x for MA-SFV2 and 2.0x -> 2.1x for EfficientNet-Lite0 (u8 activations,
-    # below). Softmax and the expectation stay float.
+    # ReLU6 after every convolution cost 1.4 years of MAE otherwise). Softmax and the expectation stay float. Adds,
+    # concatenations, attention products and sigmoids quantised as well ran 4-7% faster here but doubled
+    # MA-SFV2's mean per-face age change (0.38 -> 0.65 years, 500 faces): left float.
     # Activations are u8, weights s8: onnxruntime's x86 int8 kernels multiply u8 x s8 (the AVX2/VNNI instruction
     # form). s8 activations compute the same numbers (same calibrated grid, shifted zero point) but ran slower here:
     # one thread, AVX-512 VNNI, fp32/int8 time 0.82x (s8) against 1.36x (u8) for MA-SFV2, 2.1x against 2.7x for the
@@ -90,7 +86,7 @@ def _onnx_static_int8(fp32_path: Path, calibration: np.ndarray, tmp: Path, model
     # without it the age changed by up to 22.9 years (MAE +0.77), with it by at most 2.8 (MAE -0.02).
     quantize_static(str(prepared), str(quantized), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                     reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    op_types_to_quantize=["Conv", "MatMul", "Gemm", "Relu", "Clip", *QUANTISED_BETWEEN],
+                    op_types_to_quantize=["Conv", "MatMul", "Gemm", "Relu", "Clip"],
                     nodes_to_exclude=_onnx_head_nodes(fp32_path, model))
     return onnx.load(str(quantized))
 
@@ -150,6 +146,61 @@ def onnx_op_counts(path: str | Path) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda item: -item[1]))
 
 
+# onnxruntime's kernels (after its optimiser: fused, QLinear*, NCHWc and NHWC forms) by the kind of work they do.
+_OP_KINDS = {
+    "quantise/dequantise": {"QuantizeLinear", "DequantizeLinear"},
+    "layout and joins": {"Transpose", "Reshape", "ReorderInput", "ReorderOutput", "Concat", "QLinearConcat", "Split",
+                         "Slice", "Squeeze", "Unsqueeze", "Flatten"},
+    "pooling and reductions": {"ReduceMean", "ReduceMax", "ReduceSum", "GlobalAveragePool", "QLinearGlobalAveragePool",
+                               "MaxPool", "NhwcMaxPool", "AveragePool", "QLinearAveragePool"},
+    "matrix products": {"Gemm", "MatMul", "QGemm", "MatMulInteger", "QLinearMatMul", "DynamicQuantizeMatMul"},
+}
+_CONVOLUTIONS = {"Conv", "FusedConv", "QLinearConv", "NhwcConv", "NhwcFusedConv", "ConvInteger"}
+
+
+def _op_kind(node) -> str:
+    import onnx
+
+    if node.op_type in _CONVOLUTIONS:
+        attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if attributes.get("group", 1) > 1:
+            return "convolution, depthwise"
+        return "convolution, 1x1" if attributes.get("kernel_shape") == [1, 1] else "convolution, other"
+    return next((kind for kind, ops in _OP_KINDS.items() if node.op_type in ops), "elementwise and other")
+
+
+def onnx_time_by_op_kind(path: str | Path, threads: int, runs: int) -> dict[str, float]:
+    """Microseconds per batch-1 call spent in each kind of kernel (``_op_kind``), from onnxruntime's own profiler:
+    where an int8 file saves time over its fp32 one and where it does not. The profiler times every node, which
+    adds its own cost to small ones: compare shares and ratios, and take latencies from the unprofiled timing."""
+    import json
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        options.optimized_model_filepath = str(Path(tmp) / "optimised.onnx")
+        options.enable_profiling, options.profile_file_prefix = True, str(Path(tmp) / "profile")
+        options.log_severity_level = 3
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        kinds = {node.name: _op_kind(node) for node in onnx.load(options.optimized_model_filepath).graph.node}
+        image = session.get_inputs()[0]
+        size = image.shape[-1]
+        feed = {image.name: np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)}
+        if "float16" in image.type:
+            feed[image.name] = feed[image.name].astype(np.float16)
+        for _ in range(runs):
+            session.run(None, feed)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    totals: dict[str, float] = {}
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            kind = kinds.get(event["name"].removesuffix("_kernel_time"), "elementwise and other")
+            totals[kind] = totals.get(kind, 0.0) + event["dur"]
+    return {kind: microseconds / runs for kind, microseconds in sorted(totals.items(), key=lambda item: -item[1])}
+
+
 FORMAT = Format(name="onnx", suffix=".onnx", precisions=PRECISIONS, layout="NCHW", extra="onnx", export=export_onnx,
-                runner=OnnxRunner, op_counts=onnx_op_counts, notes={"dynamic_batch": True},
+                runner=OnnxRunner, op_counts=onnx_op_counts, time_by_op_kind=onnx_time_by_op_kind, notes={"dynamic_batch": True},
                 description="ONNX (dynamic batch, NCHW); int8: static QDQ, per-channel, calibrated on real images")

@@ -253,6 +253,9 @@ def benchmark_model(exported: ExportedModel, scoring: Scoring, thread_counts: li
                         timing["multiple_of_floor"] = timing["latency_ms_median"] / timing["floor_ms"]
                     if threads == thread_counts[0] and variant["format"] == "tflite":
                         timing["litert_benchmark"] = litert_benchmark(variant["file"], threads, runs)
+                    if threads == thread_counts[0] and fmt is not None and fmt.time_by_op_kind is not None:
+                        timing.update(_child(["profile", str(variant["file"]), "--threads", str(threads),
+                                              "--runs", str(runs)]))
                     row["latency"][str(threads)] = timing
             except RuntimeError as err:
                 row.update(status="failed to run", note=str(err))

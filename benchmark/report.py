@@ -105,6 +105,7 @@ def markdown(rows: list[dict], claims: list[dict], context: dict, plots: list[st
     if notes:
         lines += ["", "Notes:"] + [f"- {n}" for n in notes]
     lines += (band_section(rows) + speed_section(rows, context) + cross_check_section(rows, context) + ops_section(rows)
+              + profile_section(rows, context)
               + device_section(rows, list(on_devices), threads[0]))
     lines += ["", "## The claims", ""]
     for claim in claims:
@@ -157,7 +158,8 @@ def int8_speedups(rows: list[dict], threads: str) -> list[dict]:
             found.append({"device": r.get("device", "host"), "model": r["model"], "format": r["format"],
                           "precision": r["precision"], "fp32_ms": slow["latency_ms_median"],
                           "int8_ms": fast["latency_ms_median"],
-                          "speedup": slow["latency_ms_median"] / fast["latency_ms_median"]})
+                          "speedup": slow["latency_ms_median"] / fast["latency_ms_median"],
+                          "int8_x_floor": fast.get("multiple_of_floor"), "fp32_x_floor": slow.get("multiple_of_floor")})
     return found
 
 
@@ -179,12 +181,18 @@ def speed_section(rows: list[dict], context: dict) -> list[str]:
     if speedups:
         int8 = context["machine"].get("int8", "")
         lines += ["", f"## int8 against fp32 on this machine ({t} thread(s); int8 instructions: {int8})", ""]
+        if any(s["int8_x_floor"] for s in speedups):
+            lines += ["'x floor' measures each file against this CPU's ceiling in its own precision: an int8 file much "
+                      "further from its floor than its fp32 file spends its time outside the arithmetic int8 speeds up "
+                      "(memory traffic, per-op costs, float parts).", ""]
         for s in speedups:
             verdict = "faster" if s["speedup"] >= 1.05 else "slower" if s["speedup"] <= 0.95 else "no faster"
             factor = s["speedup"] if s["speedup"] >= 1 else 1 / s["speedup"]
             lines.append(f"- {s['model']} {s['format']} {s['precision']}: {s['int8_ms']:.2f} ms against "
                          f"{s['fp32_ms']:.2f} ms in fp32, so int8 is {factor:.2f}x {verdict} here"
-                         + ("" if verdict != "no faster" else f" ({s['speedup']:.2f}x)") + ".")
+                         + ("" if verdict != "no faster" else f" ({s['speedup']:.2f}x)")
+                         + (f"; x floor {s['int8_x_floor']:.1f} in int8 against {s['fp32_x_floor']:.1f} in fp32"
+                            if s["precision"] == "int8" and s["int8_x_floor"] and s["fp32_x_floor"] else "") + ".")
     return lines
 
 
@@ -248,6 +256,49 @@ def ops_section(rows: list[dict]) -> list[str]:
         lines.append(f"| {r['model']} | {r['format']} | {r['precision']} | {sum(r['ops'].values())} | "
                      + " | ".join(str(r["ops"].get(op, 0)) for op in OPS_SHOWN)
                      + f" | {r.get('delegate_partitions', '-')} |")
+    return lines
+
+
+def profile_section(rows: list[dict], context: dict) -> list[str]:
+    """Where each file's time goes by kind of work (its runtime's own profiler), and for each int8/fp32 pair how much
+    of the float time int8 can reach at all: the numbers behind an int8 speed-up that falls short."""
+    t = str(context["thread_counts"][0])
+    profiled = [r for r in rows if r.get("latency", {}).get(t, {}).get("time_by_op_kind_us")]
+    if not profiled:
+        return []
+    kinds = sorted({k for r in profiled for k in r["latency"][t]["time_by_op_kind_us"]},
+                   key=lambda k: -max(r["latency"][t]["time_by_op_kind_us"].get(k, 0) for r in profiled))
+    lines = ["", f"## Where the time goes ({t} thread(s), onnxruntime's profiler)", "",
+             "Microseconds per batch-1 call in each kind of kernel, after onnxruntime's graph optimisation. The "
+             "profiler times every node and adds its own cost to the small ones, so its total exceeds the latency "
+             "above: read shares and ratios here, times in the Results table. (LiteRT's Python API has no per-op "
+             "profiler, and a TFLite file in one XNNPACK partition is one node to it: its 'x floor' above is the "
+             "figure to read.)", "",
+             "| model | format | precision | profiled us | " + " | ".join(kinds) + " |",
+             "|" + " --- |" * 3 + " ---: |" * (1 + len(kinds))]
+    for r in profiled:
+        spent = r["latency"][t]["time_by_op_kind_us"]
+        lines.append(f"| {r['model']} | {r['format']} | {r['precision']} | {sum(spent.values()):.0f} | "
+                     + " | ".join(f"{spent.get(k, 0):.0f}" for k in kinds) + " |")
+    peak = context.get("peaks", {}).get(int(t)) or context.get("peaks", {}).get(t)
+    pairs = [(r, b) for r in profiled if r["precision"] == "int8" for b in profiled
+             if (b["model"], b["format"], b["precision"]) == (r["model"], r["format"], "fp32")]
+    for int8, fp32 in pairs:
+        fast, slow = (x["latency"][t]["time_by_op_kind_us"] for x in (int8, fp32))
+        conv_fast, conv_slow = (sum(v for k, v in d.items() if k.startswith("convolution")) for d in (fast, slow))
+        rest_fast, rest_slow = sum(fast.values()) - conv_fast, sum(slow.values()) - conv_slow
+        if min(conv_fast, conv_slow, rest_fast, rest_slow) <= 0:
+            continue
+        line = (f"- {int8['model']} {int8['format']}: convolutions {conv_slow:.0f} -> {conv_fast:.0f} us "
+                f"({conv_slow / conv_fast:.2f}x faster in int8), everything else {rest_slow:.0f} -> {rest_fast:.0f} us "
+                f"({rest_slow / rest_fast:.2f}x); convolutions are {conv_slow / sum(slow.values()):.0%} of the fp32 "
+                f"profile")
+        if peak:
+            ceiling = peak["int8_gops"] / peak["fp32_gflops"]
+            bound = sum(slow.values()) / (conv_slow / ceiling + rest_fast)
+            line += (f". Were the convolutions {ceiling:.1f}x faster (this CPU's int8/fp32 ceiling ratio) and the "
+                     f"rest as in the int8 file, int8 would be {bound:.2f}x fp32 by this profile")
+        lines.append(line + ".")
     return lines
 
 

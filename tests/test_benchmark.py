@@ -56,6 +56,8 @@ def test_pipeline_trains_exports_and_reports_every_model(pipeline_dirs):
             assert row["delegate_partitions"] >= 1 and sum(row["ops"].values()) > 0, row
             if row["precision"] in ("fp32", "int8"):  # XNNPACK takes the float and full-int8 graphs whole
                 assert row["delegate_partitions"] == 1, (row["model"], row["precision"], row["ops"])
+        if row["format"] == "onnx":  # onnxruntime's own profile, by kind of work
+            assert sum(v for k, v in timing["time_by_op_kind_us"].items() if k.startswith("convolution")) > 0, row
         if row["format"] == "tflite" and row["precision"] == "int8":  # integer from the input to the float heads
             assert row["ops"].get("DEQUANTIZE") == 1, (row["model"], row["ops"])
     assert [c["claim"] for c in results["claims"]] == [1, 2, 3, 4, 5, 6]
@@ -66,6 +68,7 @@ def test_pipeline_trains_exports_and_reports_every_model(pipeline_dirs):
         assert len(list(csv.DictReader(handle))) == len(rows)
     report = (out / "report.md").read_text()
     assert "## The claims" in report and "MORPH2" in report and "Compute floor" in report and "partitions |" in report
+    assert "## Where the time goes" in report
     assert not (out / ".partial").exists()
 
 

@@ -30,6 +30,7 @@ class Format:
     export_options: tuple[str, ...] = ()  # keyword options its export takes (e.g. int8_outputs)
     op_counts: Callable | None = None  # op_counts(path) -> {op type: count}, to see what a file really computes
     delegate_partitions: Callable | None = None  # delegate_partitions(path) -> partitions the host's delegate makes
+    time_by_op_kind: Callable | None = None  # time_by_op_kind(path, threads, runs) -> {kind: us per call}, a profile
     description: str = ""
     notes: dict = field(default_factory=dict)
 

@@ -283,6 +283,8 @@ def profile_section(rows: list[dict], context: dict) -> list[str]:
     peak = context.get("peaks", {}).get(int(t)) or context.get("peaks", {}).get(t)
     pairs = [(r, b) for r in profiled if r["precision"] == "int8" for b in profiled
              if (b["model"], b["format"], b["precision"]) == (r["model"], r["format"], "fp32")]
+    if pairs:
+        lines.append("")
     for int8, fp32 in pairs:
         fast, slow = (x["latency"][t]["time_by_op_kind_us"] for x in (int8, fp32))
         conv_fast, conv_slow = (sum(v for k, v in d.items() if k.startswith("convolution")) for d in (fast, slow))

@@ -202,5 +202,7 @@ def onnx_time_by_op_kind(path: str | Path, threads: int, runs: int) -> dict[str,
 
 
 FORMAT = Format(name="onnx", suffix=".onnx", precisions=PRECISIONS, layout="NCHW", extra="onnx", export=export_onnx,
-                runner=OnnxRunner, op_counts=onnx_op_counts, time_by_op_kind=onnx_time_by_op_kind, notes={"dynamic_batch": True},
-                description="ONNX (dynamic batch, NCHW); int8: static QDQ, per-channel, calibrated on real images")
+                runner=OnnxRunner, op_counts=onnx_op_counts, time_by_op_kind=onnx_time_by_op_kind,
+                notes={"dynamic_batch": True},
+                description="ONNX (dynamic batch, NCHW); int8: static QDQ, u8 activations, per-channel s8 weights, "
+                            "calibrated on real images")

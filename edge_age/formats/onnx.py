@@ -79,8 +79,8 @@ def _onnx_static_int8(fp32_path: Path, calibration: np.ndarray, tmp: Path, model
     # MA-SFV2's mean per-face age change (0.38 -> 0.65 years, 500 faces): left float.
     # Activations are u8, weights s8: onnxruntime's x86 int8 kernels multiply u8 x s8 (the AVX2/VNNI instruction
     # form). s8 activations compute the same numbers (same calibrated grid, shifted zero point) but ran slower here:
-    # one thread, AVX-512 VNNI, fp32/int8 time 0.82x (s8) against 1.36x (u8) for MA-SFV2, 2.1x against 2.7x for the
-    # custom CNN, 1.2x against 2.0x for EfficientNet-Lite0 (2026-12-04).
+    # one thread, AVX-512 VNNI, fp32/int8 time 0.87x (s8) against 1.35x (u8) for MA-SFV2, 2.0x against 2.7x for the
+    # custom CNN, 1.2x against 2.2x for EfficientNet-Lite0 (2026-12-04).
     # reduce_range (7-bit weights): on x86 CPUs with AVX2/AVX-512 but no VNNI, onnxruntime's int8 kernels add
     # pairs of u8 x s8 products in 16 bits and saturate; measured on the coursework-a custom CNN (AVX2, no VNNI):
     # without it the age changed by up to 22.9 years (MAE +0.77), with it by at most 2.8 (MAE -0.02).

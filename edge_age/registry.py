@@ -21,6 +21,7 @@ OUTPUT_MEANINGS = {
     "gender_logit": "gender logit; sigmoid gives P(female) (0 male, 1 female)",
     "age_logits": "101-bin models (MA-SFV2, EfficientNet-Lite): 101 logits over ages 0..100",
     "age_expectation": "101-bin models: softmax expectation over the 101 bins, in years",
+    "age_median": "101-bin models: median of the softmax over the 101 bins, in years",
     "age_regression": "MA-SFV2 only: the LastFC regression neuron, in years",
 }
 

@@ -64,8 +64,9 @@ def test_input_sizes_and_outputs(size):
     model = create_model("efficientnet_lite0", img_size=size).eval()
     with torch.no_grad():
         out = model(torch.rand(2, 3, size, size))
-    assert out["age_logits"].shape == (2, 101)
-    torch.testing.assert_close(out["age"], (torch.softmax(out["age_logits"], 1) * torch.arange(101.0)).sum(1))
+    assert out["age_logits"].shape == (2, 101) and model.age_output == "median"
+    torch.testing.assert_close(out["age"], out["age_median"])
+    torch.testing.assert_close(out["age_expectation"], (torch.softmax(out["age_logits"], 1) * torch.arange(101.0)).sum(1))
     with pytest.raises(ValueError, match="divisible by 16"):
         create_model("efficientnet_lite0", img_size=100)
 

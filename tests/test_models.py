@@ -1,16 +1,18 @@
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from edge_age import create_model, list_models, model_from_config
 from edge_age.model_stats import count_flops, count_parameters
+from edge_age.models.age_bins import AgeBinsReadout
 from edge_age.models.ma_sfv2 import STAGE_CHANNELS, SpatialAttention, SqueezeExcite
 
 
 @pytest.mark.parametrize("name,options,extra_keys", [
     ("custom_cnn", {"img_size": 64}, set()),
     ("vgg16_transfer", {"img_size": 64}, set()),
-    ("ma_sfv2", {"width": 0.5, "img_size": 64}, {"age_logits", "age_expectation", "age_regression"}),
+    ("ma_sfv2", {"width": 0.5, "img_size": 64}, {"age_logits", "age_expectation", "age_median", "age_regression"}),
 ])
 def test_outputs_shapes_and_dtypes(name, options, extra_keys):
     model = create_model(name, **options).eval()
@@ -22,6 +24,26 @@ def test_outputs_shapes_and_dtypes(name, options, extra_keys):
     assert out["gender_logit"].shape == (3,) and out["gender_logit"].dtype == torch.float32
     if "age_logits" in extra_keys:
         assert out["age_logits"].shape == (3, 101)
+
+
+def test_age_median_reading_of_the_101_bins():
+    readout = AgeBinsReadout()
+    logits = torch.randn(400, 101, generator=torch.Generator().manual_seed(0)) * 3
+    probs = torch.softmax(logits.double(), 1).numpy()
+    below = np.concatenate([np.zeros((400, 1)), probs.cumsum(1)[:, :-1]], axis=1)
+    k = (below + probs < 0.5).sum(1)  # the bin the median falls in; bin k spans [k - 0.5, k + 0.5)
+    rows = np.arange(400)
+    median = k - 0.5 + (0.5 - below[rows, k]) / probs[rows, k]
+    np.testing.assert_allclose(readout(logits)["age_median"].numpy(), median, atol=1e-3)
+    point = torch.full((1, 101), -30.0)
+    point[0, 37] = 30.0
+    assert readout(point)["age_median"].item() == pytest.approx(37.0, abs=1e-3)
+    # a distribution skewed towards old age: the median sits below the mean, as it should
+    skewed = torch.log(torch.tensor([[0.0] * 30 + [0.6] + [0.4 / 70] * 70]) + 1e-12)
+    out = readout(skewed)
+    assert out["age_median"].item() < 31 < out["age_expectation"].item()
+    with pytest.raises(ValueError, match="age_output must be one of"):
+        create_model("ma_sfv2", width=0.5, img_size=64, age_output="mode")
 
 
 def test_custom_cnn_parameter_count_by_hand():

@@ -104,6 +104,8 @@ def start_processes(device_flag: str) -> tuple[Processes, torch.device]:
 # ---------------------------------------------------------------- losses, optimisers, schedules
 
 LOSS_TERMS = ("age_l1", "age_ce", "age_ldl", "gender_bce")
+#: the age readings a 101-bin model returns beside "age" (OUTPUT_MEANINGS), reported per epoch and in test metrics
+AGE_READINGS = ("age_expectation", "age_median", "age_regression")
 
 
 def gaussian_age_targets(ages: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -122,7 +124,8 @@ def compute_loss(out: dict, ages: torch.Tensor, genders: torch.Tensor, weights: 
         raise ValueError(f"unknown loss term(s) {sorted(unknown)}; use {', '.join(LOSS_TERMS)}")
     loss = torch.zeros((), device=ages.device)
     if weights.get("age_l1"):
-        regression = out.get("age_regression", out["age"]).float()
+        # the regression neuron, else the expectation (differentiable everywhere, unlike the median), else "age"
+        regression = out.get("age_regression", out.get("age_expectation", out["age"])).float()
         loss = loss + weights["age_l1"] * (regression - ages).abs().mean()
     if weights.get("age_ce"):
         if "age_logits" not in out:
@@ -470,11 +473,9 @@ def _epoch_row(epoch: int, phase: str, lr: float, stats: dict, val_loss: float, 
 
 
 def _epoch_line(row: dict, stats: dict, val_out: dict, val_ages) -> str:
-    """The line printed per epoch (MA-SFV2 also shows its two age estimates)."""
-    extra = ""
-    if "age_regression" in val_out:
-        extra = (f" (expectation {np.abs(val_out['age_expectation'] - val_ages).mean():.2f}, "
-                 f"regression {np.abs(val_out['age_regression'] - val_ages).mean():.2f})")
+    """The line printed per epoch (101-bin models also show each of their age readings)."""
+    readings = [(key.split("_")[1], np.abs(val_out[key] - val_ages).mean()) for key in AGE_READINGS if key in val_out]
+    extra = f" ({', '.join(f'{name} {mae:.2f}' for name, mae in readings)})" if readings else ""
     return (f"epoch {row['epoch']} [{row['phase']}] loss {row['train_loss']} val_loss {row['val_loss']} "
             f"val MAE {row['val_age_mae']}{extra} val gender acc {row['val_gender_acc']} lr {row['lr']} | "
             f"{row['images_per_s']} img/s, data wait {stats['data_wait_share']:.1%}, "
@@ -611,7 +612,7 @@ def _evaluate_test(out_dir: Path, data, split, options: RunOptions, device, proc
     result = summarize(out["age"], test_set.data.ages, out["gender_prob"], test_set.data.genders)
     result["best_epoch"] = best["epoch"]
     result["age_output"] = getattr(model, "age_output", "age")
-    for key in ("age_expectation", "age_regression"):
+    for key in AGE_READINGS:
         if key in out:
             result[f"age_mae_{key.split('_')[1]}"] = float(np.abs(out[key] - test_set.data.ages).mean())
     atomic_write_json(out_dir / "test_metrics.json", result)

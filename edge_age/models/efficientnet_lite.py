@@ -9,9 +9,10 @@ Convolutions pad as TensorFlow's 'SAME' does, which the weights were trained wit
 stride 1; for stride 2 on an even side, one more pixel at the bottom/right (an explicit ZeroPad2d, so
 exports see a plain PAD). Input sizes must be multiples of 16 (112 px gives a 4x4 last map).
 
-Heads, as MA-SFV2's: pooled 1280 features -> dropout -> 101 age logits (ages 0..100), whose softmax
-expectation is the age, and one gender logit. Training uses a label-distribution loss on the logits
-plus L1 on the expectation.
+Heads, as MA-SFV2's: pooled 1280 features -> dropout -> 101 age logits (ages 0..100) and one gender logit.
+The age is the median of the softmax over the bins (``age_output="median"``; ``"expectation"``, the mean, as
+MA-SFV2 reads it, is the other choice; ``edge_age.models.age_bins`` says why). Training uses a
+label-distribution loss on the logits plus L1 on the expectation.
 """
 from __future__ import annotations
 
@@ -20,10 +21,10 @@ import math
 import torch
 from torch import nn
 
+from edge_age.models.age_bins import AGE_READOUTS, NUM_AGE_BINS, AgeBinsReadout
 from edge_age.pretrained import PretrainedWeights, matching_tensors
 from edge_age.registry import AgeGenderModel, InputSpec, register_model
 
-NUM_AGE_BINS = 101
 # TF's EfficientNet-Lite preprocessing: (pixel - 127) / 128 on the 0..255 scale.
 LITE_MEAN = (127.0 / 255.0,) * 3
 LITE_STD = (128.0 / 255.0,) * 3
@@ -95,13 +96,15 @@ class MBConv(nn.Module):
 
 
 class EfficientNetLite(AgeGenderModel):
-    description = "EfficientNet-Lite (ImageNet-initialised, int8-friendly) + 101-bin age expectation and gender heads"
-    head_modules = ("age_head", "gender_head")
+    description = "EfficientNet-Lite (ImageNet-initialised, int8-friendly) + 101-bin age (median) and gender heads"
+    head_modules = ("age_head", "age_readout", "gender_head")
     listed_variants = ({}, {"variant": "lite1"}, {"variant": "lite2"})
 
     def __init__(self, variant: str = "lite0", img_size: int = 128, dropout: float | None = None,
-                 frozen_blocks: int = 0):
+                 frozen_blocks: int = 0, age_output: str = "median"):
         super().__init__()
+        if age_output not in AGE_READOUTS:
+            raise ValueError(f"efficientnet_lite age_output must be one of {', '.join(AGE_READOUTS)}, got {age_output!r}")
         if variant not in VARIANTS:
             raise ValueError(f"efficientnet_lite variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
         if img_size % 16 or img_size < 32:
@@ -128,7 +131,8 @@ class EfficientNetLite(AgeGenderModel):
         self.dropout = nn.Dropout(default_dropout if dropout is None else dropout)
         self.age_head = nn.Linear(1280, NUM_AGE_BINS)
         self.gender_head = nn.Linear(1280, 1)
-        self.register_buffer("bin_ages", torch.arange(NUM_AGE_BINS, dtype=torch.float32), persistent=False)
+        self.age_readout = AgeBinsReadout()
+        self.age_output = age_output
         if not 0 <= frozen_blocks <= len(self.blocks):
             raise ValueError(f"frozen_blocks must be 0..{len(self.blocks)}, got {frozen_blocks}")
         self.frozen_blocks = frozen_blocks
@@ -139,9 +143,9 @@ class EfficientNetLite(AgeGenderModel):
     def forward_head(self, pooled):
         pooled = self.dropout(pooled)
         age_logits = self.age_head(pooled)
-        expectation = (torch.softmax(age_logits, dim=1) * self.bin_ages).sum(dim=1)
-        return {"age": expectation, "gender_logit": self.gender_head(pooled).squeeze(1), "age_logits": age_logits,
-                "age_expectation": expectation}
+        ages = self.age_readout(age_logits)
+        return {"age": ages[f"age_{self.age_output}"], "gender_logit": self.gender_head(pooled).squeeze(1),
+                "age_logits": age_logits, **ages}
 
     # ------------------------------------------------------------- training hooks
 
@@ -203,6 +207,7 @@ def _reference_key_to_ours(key: str) -> str | None:
 
 @register_model
 def efficientnet_lite0(img_size: int = 128, dropout: float | None = None, frozen_blocks: int = 0,
-                       variant: str = "lite0") -> EfficientNetLite:
+                       variant: str = "lite0", age_output: str = "median") -> EfficientNetLite:
     """EfficientNet-Lite0 by default; ``variant=lite1|lite2`` for the wider, deeper ones."""
-    return EfficientNetLite(variant=variant, img_size=img_size, dropout=dropout, frozen_blocks=frozen_blocks)
+    return EfficientNetLite(variant=variant, img_size=img_size, dropout=dropout, frozen_blocks=frozen_blocks,
+                            age_output=age_output)

@@ -9,7 +9,8 @@ the plain SFV2 of the paper's ablation.
 Age head (the paper's): global pool -> FC 101 (ages 0..100) -> LastFC 1, the regression neuron,
 which reads the softmax over the 101 bins and starts out equal to its expectation. Training uses
 cross-entropy over the bins plus L1 on the regression neuron. ``age_output`` picks which estimate
-``forward`` reports as "age": "expectation" (sum of p_i * i) or "regression" (LastFC).
+``forward`` reports as "age": "expectation" (sum of p_i * i; the paper's), "regression" (LastFC) or "median"
+(of the softmax; ``edge_age.models.age_bins``).
 
 Gender head: a linear layer on the pooled features. This is this project's extension: the paper
 estimates age only.
@@ -19,9 +20,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from edge_age.models.age_bins import AGE_READOUTS, NUM_AGE_BINS, AgeBinsReadout
 from edge_age.registry import IMAGENET_MEAN, IMAGENET_STD, AgeGenderModel, InputSpec, register_model
 
-NUM_AGE_BINS = 101  # ages 0..100
 STAGE_REPEATS = (4, 8, 4)
 STAGE_CHANNELS = {
     0.5: (24, 48, 96, 192, 1024),
@@ -115,15 +116,16 @@ class ShuffleUnit(nn.Module):
 
 class MASFV2(AgeGenderModel):
     description = "MA-SFV2 (Symmetry 2020): ShuffleNetV2 + SE/CBAM attention, 101-bin age head + regression neuron"
-    head_modules = ("fc", "last_fc", "gender_head")
+    head_modules = ("fc", "age_readout", "last_fc", "gender_head")
     listed_variants = (*({"width": w} for w in sorted(STAGE_CHANNELS)), {"width": 2.0, "attention": False})
 
     def __init__(self, width: float = 2.0, img_size: int = 224, attention: bool = True, age_output: str = "expectation"):
         super().__init__()
         if width not in STAGE_CHANNELS:
             raise ValueError(f"ma_sfv2 width must be one of {sorted(STAGE_CHANNELS)}, got {width}")
-        if age_output not in ("expectation", "regression"):
-            raise ValueError(f"age_output must be 'expectation' or 'regression', got {age_output!r}")
+        if age_output not in (*AGE_READOUTS, "regression"):
+            raise ValueError(f"age_output must be one of {', '.join((*AGE_READOUTS, 'regression'))}, "
+                             f"got {age_output!r}")
         if img_size % 32:
             raise ValueError(f"ma_sfv2 needs an input size divisible by 32, got {img_size}")
         self.input_spec = InputSpec(size=img_size, mean=IMAGENET_MEAN, std=IMAGENET_STD)
@@ -145,23 +147,20 @@ class MASFV2(AgeGenderModel):
         with torch.no_grad():  # start the regression neuron at the softmax expectation
             self.last_fc.weight.copy_(torch.arange(NUM_AGE_BINS, dtype=torch.float32).view(1, -1))
             self.last_fc.bias.zero_()
-        self.register_buffer("bin_ages", torch.arange(NUM_AGE_BINS, dtype=torch.float32), persistent=False)
+        self.age_readout = AgeBinsReadout()
 
     def forward_features(self, x):
         return self.pool(self.conv5(self.stages(self.stem(x)))).flatten(1)
 
     def forward_head(self, pooled):
         age_logits = self.fc(pooled)
-        probs = torch.softmax(age_logits, dim=1)
-        regression = self.last_fc(probs).squeeze(1)
-        expectation = (probs * self.bin_ages).sum(dim=1)
-        age = expectation if self.age_output == "expectation" else regression
+        ages = {**self.age_readout(age_logits),
+                "age_regression": self.last_fc(torch.softmax(age_logits, dim=1)).squeeze(1)}
         return {
-            "age": age,
+            "age": ages[f"age_{self.age_output}"],
             "gender_logit": self.gender_head(pooled).squeeze(1),
             "age_logits": age_logits,
-            "age_regression": regression,
-            "age_expectation": expectation,
+            **ages,
         }
 
 

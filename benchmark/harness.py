@@ -100,6 +100,11 @@ def find_exports(*roots: Path, log=print) -> list[ExportedModel]:
             continue
         checkpoint, problem, recipe = _source_checkpoint(manifest)
         model = model_from_config(manifest.model)  # parameters and FLOPs need the architecture, not the weights
+        reads_age_as = getattr(model, "age_output", "age")
+        if checkpoint is not None and manifest.header.get("age_output", "age") != reads_age_as:
+            checkpoint, problem = None, (f"its files read the age as {manifest.header.get('age_output', 'age')!r}, "
+                                         f"today's {manifest.model['name']} reads it as {reads_age_as!r}: export the "
+                                         f"run again for a PyTorch row that matches the files")
         found.append(ExportedModel(label=path.parent.name, folder=path.parent, manifest=manifest, checkpoint=checkpoint,
                                    family=family_of(manifest.model["name"], manifest.model.get("options", {}),
                                                     recipe.get("loss", {})),

@@ -165,6 +165,19 @@ def test_a_tampered_file_is_never_benchmarked_as_pass(export_dir, tmp_path):
     assert rows[("onnx", "fp32")]["status"] == "file changed" and "truncated" in rows[("onnx", "fp32")]["reason"]
 
 
+def test_an_export_that_reads_the_age_otherwise_than_its_model_gets_no_pytorch_row(export_dir, tmp_path):
+    from edge_age.benchmark.harness import find_exports
+
+    out = _copy_export(export_dir, tmp_path / "export")  # same depth as export_dir: its source path still resolves
+    assert find_exports(out)[0].checkpoint is not None
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["age_output"] = "median"  # as an EfficientNet-Lite file reads it, against this custom CNN's plain "age"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    exported = find_exports(out)[0]
+    assert exported.checkpoint is None
+    assert "read the age as 'median'" in exported.checkpoint_problem and "export the run again" in exported.checkpoint_problem
+
+
 def test_a_tampered_file_is_not_installed_into_the_app(export_dir, tmp_path, capsys):
     out = _copy_export(export_dir, tmp_path / "export")
     manifest = json.loads((out / "manifest.json").read_text())

@@ -5,7 +5,7 @@ Two readings of the predicted distribution:
 - "median": the age with half the probability below it, bin k taken as the interval [k - 0.5, k + 0.5). Age error
   is scored as an absolute difference (MAE, CS@n), and the point that minimises the expected absolute error under a
   distribution is its median, not its mean. On the validation split it was 0.04-0.07 years better than the
-  expectation for each of the five 101-bin runs of 2026-12-04 (results/runs-cpu-2026-12-04/README.md).
+  expectation for each of the 101-bin runs of 2026-12-04 (results/runs-cpu-2026-12-04/age_readings.py, .json).
 
 The median is written with a matrix product and elementwise operations only (no cumsum, no gather), so every
 exporter and runtime takes it as it is. ``AgeBinsReadout`` is a module so that the exporters can keep it in float

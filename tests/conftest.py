@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_age.cli import main
 from edge_age.data import resolve_data_dir, scan_utkface
 from edge_age.quiet import quiet_third_party
 
@@ -43,6 +44,26 @@ def small_faces_dir(utkface_all, tmp_path_factory) -> Path:
     dest = tmp_path_factory.mktemp("faces60")
     copy_real_faces(utkface_all, dest, 60)
     return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_custom_cnn_run(small_faces_dir, tmp_path_factory) -> Path:
+    """custom_cnn trained one epoch on the 60 real chips at 32 px: the model the predict, fault and device tests
+    share (trained once per session; tests copy it before changing anything)."""
+    run = tmp_path_factory.mktemp("tiny-run") / "run"
+    assert main(["train", "--model", "custom_cnn", "--data", str(small_faces_dir), "--epochs", "1", "--out", str(run),
+                 "--batch-size", "8", "--img-size", "32", "--device", "cpu"]) == 0
+    return run
+
+
+@pytest.fixture(scope="session")
+def tiny_custom_cnn_export(tiny_custom_cnn_run, tmp_path_factory) -> Path:
+    """Its ONNX and TFLite files, fp32 and int8. A folder apart from the run's, one level down like the tests' own
+    tmp_path, so a copy at tmp_path / "export" finds the checkpoint by the same relative path."""
+    out = tmp_path_factory.mktemp("tiny-export") / "export"
+    assert main(["export", "--run", str(tiny_custom_cnn_run), "--out", str(out), "--formats", "onnx,tflite",
+                 "--precisions", "fp32,int8", "--calib-images", "8"]) in (0, 1)  # a tiny int8 model may fail parity
+    return out
 
 
 @pytest.fixture(autouse=True)

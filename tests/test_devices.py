@@ -19,7 +19,6 @@ from edge_age.benchmark.devices import (AdbDevice, DeviceError, elf_abi, open_de
                                         parse_benchmark_model)
 from edge_age.cli import main
 
-SMALL = ["--batch-size", "8", "--img-size", "32", "--device", "cpu"]
 
 # benchmark_model's log for one model, laid out line for line as LiteRT's benchmark tool prints it
 # (tflite/tools/benchmark/benchmark_model.cc and benchmark_tflite_model.cc: parameters, the delegate line,
@@ -259,14 +258,10 @@ def ssh_board(tmp_path_factory):
     server.wait(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def export_dir(small_faces_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("device-export")
-    assert main(["train", "--model", "custom_cnn", "--data", str(small_faces_dir), "--epochs", "1",
-                 "--out", str(root / "run"), *SMALL]) == 0
-    assert main(["export", "--run", str(root / "run"), "--out", str(root / "export"), "--formats", "onnx,tflite",
-                 "--precisions", "fp32,int8", "--calib-images", "8"]) in (0, 1)
-    return root / "export"
+@pytest.fixture
+def export_dir(tiny_custom_cnn_export):
+    """custom_cnn's ONNX and TFLite fp32/int8 files (conftest)."""
+    return tiny_custom_cnn_export
 
 
 def test_an_ssh_board_times_files_with_the_hosts_code_and_cleans_up(ssh_board, export_dir):

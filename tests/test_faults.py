@@ -44,22 +44,16 @@ def run_cli(capsys, *args) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
-@pytest.fixture(scope="module")
-def run_dir(small_faces_dir, tmp_path_factory):
-    """custom_cnn trained one epoch on 60 real chips."""
-    run = tmp_path_factory.mktemp("faults") / "run"
-    assert main(["train", "--model", "custom_cnn", "--data", str(small_faces_dir), "--epochs", "1", "--out", str(run),
-                 *SMALL]) == 0
-    return run
+@pytest.fixture
+def run_dir(tiny_custom_cnn_run):
+    """custom_cnn trained one epoch on 60 real chips (conftest)."""
+    return tiny_custom_cnn_run
 
 
-@pytest.fixture(scope="module")
-def export_dir(run_dir, tmp_path_factory):
-    """Its ONNX fp32 and TFLite fp32/int8 files."""
-    out = tmp_path_factory.mktemp("faults-export") / "export"
-    assert main(["export", "--run", str(run_dir), "--out", str(out), "--formats", "onnx,tflite", "--precisions",
-                 "fp32,int8", "--calib-images", "8"]) in (0, 1)  # a tiny int8 model may fail parity; not the point here
-    return out
+@pytest.fixture
+def export_dir(tiny_custom_cnn_export):
+    """Its ONNX and TFLite fp32/int8 files (conftest)."""
+    return tiny_custom_cnn_export
 
 
 def _copy_export(export_dir: Path, dest: Path) -> Path:

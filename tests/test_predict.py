@@ -13,16 +13,11 @@ from edge_age.io import sha256_file
 from tests.conftest import copy_real_faces
 
 
-@pytest.fixture(scope="module")
-def model_files(small_faces_dir, tmp_path_factory):
-    """custom_cnn trained one epoch on 60 real chips, as a checkpoint and as fp32 .onnx and .tflite files."""
-    root = tmp_path_factory.mktemp("predict-model")
-    assert main(["train", "--model", "custom_cnn", "--data", str(small_faces_dir), "--epochs", "1", "--batch-size", "8",
-                 "--img-size", "32", "--device", "cpu", "--out", str(root / "run")]) == 0
-    assert main(["export", "--run", str(root / "run"), "--out", str(root / "export"), "--formats", "onnx,tflite",
-                 "--precisions", "fp32", "--calib-images", "8"]) == 0
-    return {"pt": root / "run" / "best.pt", "onnx": root / "export" / "custom_cnn_fp32.onnx",
-            "tflite": root / "export" / "custom_cnn_fp32.tflite"}
+@pytest.fixture
+def model_files(tiny_custom_cnn_run, tiny_custom_cnn_export):
+    """custom_cnn trained one epoch on 60 real chips, as a checkpoint and as fp32 .onnx and .tflite files (conftest)."""
+    return {"pt": tiny_custom_cnn_run / "best.pt", "onnx": tiny_custom_cnn_export / "custom_cnn_fp32.onnx",
+            "tflite": tiny_custom_cnn_export / "custom_cnn_fp32.tflite"}
 
 
 @pytest.fixture(scope="module")

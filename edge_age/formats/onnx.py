@@ -74,7 +74,7 @@ def _onnx_static_int8(fp32_path: Path, calibration: np.ndarray, tmp: Path, model
     quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
     # Convolutions and matrix products; their ReLU/ReLU6 (Clip) are listed too so that onnxruntime fuses each into
     # its convolution and quantises the activation's output, not the wider range before it (EfficientNet-Lite's
-    # ReLU6 after every convolution cost 1.4 years of MAE otherwise). Softmax and the expectation stay float. Adds,
+    # ReLU6 after every convolution cost 1.4 years of MAE otherwise). The heads (age readings included) stay float. Adds,
     # concatenations, attention products and sigmoids quantised as well ran 4-7% faster here but doubled
     # MA-SFV2's mean per-face age change (0.38 -> 0.65 years, 500 faces): left float.
     # Activations are u8, weights s8: onnxruntime's x86 int8 kernels multiply u8 x s8 (the AVX2/VNNI instruction

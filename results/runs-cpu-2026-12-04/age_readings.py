@@ -19,9 +19,9 @@ from edge_age.checkpoint import load_model
 from edge_age.data import apply_split, decoded_cache, load_labelled, load_split, resolve_run_data_dir
 from edge_age.inference import predict
 from edge_age.io import atomic_write_json
+from edge_age.train.engine import AGE_READINGS
 
 HERE = Path(__file__).resolve().parent
-READINGS = ("age_expectation", "age_median", "age_regression")
 
 
 def readings_on_validation(run_dir: Path) -> dict:
@@ -31,7 +31,7 @@ def readings_on_validation(run_dir: Path) -> dict:
     val = decoded_cache(apply_split(data, load_split(run_dir / "split.json"), "val"), model.input_spec.size,
                         verbose=False)
     out = predict(model, val.pixels)
-    errors = {key: np.abs(out[key] - val.data.ages) for key in READINGS if key in out}
+    errors = {key: np.abs(out[key] - val.data.ages) for key in AGE_READINGS if key in out}
     return {"n": len(val), "model": model.model_name, "options": model.options,
             **{key.split("_")[1]: {"mae": float(e.mean()), "cs5": float((e <= 5).mean())} for key, e in errors.items()}}
 

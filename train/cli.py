@@ -11,12 +11,14 @@ from pathlib import Path
 
 from edge_age.augment import AUGMENTATIONS
 from edge_age.cli_args import float_between, key_values, learning_rate, non_negative_int, positive_float, positive_int
+from edge_age.train.distill import describe_teachers
 from edge_age.train.engine import LOSS_TERMS, RunOptions, train
 from edge_age.train.recipes import RECIPES, apply_overrides, resolve_recipe
 
 # Flags that define what a run trains: with --resume they must repeat the stored values (only --epochs may change).
 RECIPE_FLAGS = ("recipe", "model", "batch_size", "img_size", "lr", "subset", "width", "augment", "loss", "model_options",
-                "backbone_weights", "pretrained", "seed", "label_sigma", "ema_decay", "lr_mult")
+                "backbone_weights", "pretrained", "seed", "label_sigma", "ema_decay", "lr_mult", "teacher",
+                "distill_weight", "split")
 
 
 def _subset(text: str) -> int | str:
@@ -64,6 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ema-decay", type=float_between(0, 1, low_included=True, high_included=False), help="average the weights with this decay (0: off)")
     parser.add_argument("--lr-mult", type=key_values, help="learning-rate multiplier per parameter group, e.g. "
                         "backbone=0.3")
+    parser.add_argument("--teacher", action="append", metavar="RUN",
+                        help="distil from this finished run's best.pt (repeat for an ensemble; same input size)")
+    parser.add_argument("--distill-weight", type=float_between(0, 1, low_included=False, high_included=True),
+                        help="share of the teachers' answers in the age and gender targets (default 0.5)")
+    parser.add_argument("--split", help="a split.json to train on (e.g. another run's, to compare on the same "
+                        "faces) instead of the one drawn from --seed")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--seed", type=int, help="seed of the split, initial weights and augmentation (default 0)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
@@ -82,7 +90,16 @@ def recipe_from_args(args: argparse.Namespace) -> dict:
                                     "augmentation": args.augment, "epochs": args.epochs, "lr": args.lr,
                                     "width": args.width, "model_options": args.model_options, "loss": args.loss,
                                     "label_sigma": args.label_sigma, "ema_decay": args.ema_decay,
-                                    "lr_mult": args.lr_mult})
+                                    "lr_mult": args.lr_mult, "distill": _distill(args)})
+
+
+def _distill(args: argparse.Namespace) -> dict | None:
+    """The recipe's "distill" entry from --teacher and --distill-weight (None without --teacher)."""
+    if not args.teacher:
+        if args.distill_weight is not None:
+            raise ValueError("--distill-weight needs --teacher RUN")
+        return None
+    return describe_teachers(args.teacher, args.distill_weight if args.distill_weight is not None else 0.5)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     options = RunOptions(out_dir=out_dir, data=args.data, labels_csv=args.labels, device=args.device,
                          seed=args.seed if args.seed is not None else 0,
                          resume=args.resume, force=args.force, compile=args.compile, workers=args.workers,
-                         backbone_weights=args.backbone_weights, pretrained=args.pretrained)
+                         backbone_weights=args.backbone_weights, pretrained=args.pretrained, split_file=args.split)
     train(recipe, options)
     return 0
 
@@ -135,6 +152,9 @@ def _differences(args: argparse.Namespace, recipe: dict, seed: int) -> list[str]
                 differing.append(f"--model-options {mismatched} differs from the stored {recipe.get('model_options')}")
         elif flag in ("backbone_weights", "pretrained"):
             differing.append(f"--{flag.replace('_', '-')} means nothing on --resume (last.pt holds all weights)")
+        elif flag in ("teacher", "distill_weight", "split"):
+            differing.append(f"--{flag.replace('_', '-')} means nothing on --resume (the run keeps its own "
+                             f"{'split.json' if flag == 'split' else 'teachers, recorded in config.json'})")
         elif flag == "lr" and any(phase["lr"] != value for phase in recipe["phases"]):
             differing.append(f"--lr {value} differs from the stored {[phase['lr'] for phase in recipe['phases']]}")
         elif flag in stored and flag != "lr" and stored[flag] != value:

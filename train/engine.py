@@ -34,6 +34,7 @@ from edge_age.manifest import relative_to_folder
 from edge_age.metrics import summarize
 from edge_age.registry import AgeGenderModel, create_model
 from edge_age.train.curves import plot_learning_curves
+from edge_age.train.distill import load_teachers
 
 METRICS_COLUMNS = ["epoch", "phase", "lr", "train_loss", "train_age_mae", "train_gender_acc", "val_loss", "val_age_mae",
                    "val_gender_acc", "images_per_s", "data_wait_share", "augment_share", "epoch_seconds"]
@@ -62,6 +63,7 @@ class RunOptions:
     pretrained: bool = False
     eval_batch_size: int = 128
     resume_epochs: int | None = None  # --resume --epochs N: the resumed run's phases last N epochs
+    split_file: str | None = None  # --split: train on this split.json's parts instead of drawing one from the seed
 
 
 # ---------------------------------------------------------------- devices and processes
@@ -117,8 +119,9 @@ def gaussian_age_targets(ages: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def compute_loss(out: dict, ages: torch.Tensor, genders: torch.Tensor, weights: dict,
-                 model: AgeGenderModel, label_sigma: float = 2.0) -> torch.Tensor:
-    """The recipe's weighted sum of age_l1 / age_ce / age_ldl / gender_bce, plus any L2 term the model defines."""
+                 model: AgeGenderModel, label_sigma: float = 2.0, teacher: dict | None = None) -> torch.Tensor:
+    """The recipe's weighted sum of age_l1 / age_ce / age_ldl / gender_bce, plus any L2 term the model defines.
+    ``teacher`` (train.distill.Teachers.soft_targets) mixes its answers into the age_ldl and gender_bce targets."""
     unknown = set(weights) - set(LOSS_TERMS)
     if unknown:
         raise ValueError(f"unknown loss term(s) {sorted(unknown)}; use {', '.join(LOSS_TERMS)}")
@@ -136,10 +139,13 @@ def compute_loss(out: dict, ages: torch.Tensor, genders: torch.Tensor, weights: 
         if "age_logits" not in out:
             raise ValueError(f"loss term age_ldl needs a 101-bin age head; {model.model_name} has none")
         target = gaussian_age_targets(ages.float(), label_sigma)
+        if teacher is not None:
+            target = (1 - teacher["weight"]) * target + teacher["weight"] * teacher["age_probs"]
         log_probs = F.log_softmax(out["age_logits"].float(), dim=1)
         loss = loss + weights["age_ldl"] * -(target * log_probs).sum(dim=1).mean()
     if weights.get("gender_bce"):
-        loss = loss + weights["gender_bce"] * F.binary_cross_entropy_with_logits(out["gender_logit"].float(), genders)
+        target = genders if teacher is None else (1 - teacher["weight"]) * genders + teacher["weight"] * teacher["gender_prob"]
+        loss = loss + weights["gender_bce"] * F.binary_cross_entropy_with_logits(out["gender_logit"].float(), target)
     if hasattr(model, "regularization_loss"):
         loss = loss + model.regularization_loss()
     return loss
@@ -286,6 +292,10 @@ def train(recipe: dict | None, options: RunOptions) -> dict:
     if resumed is None:
         model.start_age_at(float(apply_split(data, split, "train").ages.mean()))
     size = model.input_spec.size
+    # teachers before the images: a refused teacher (changed file, leaking split) stops the run at once
+    teachers = load_teachers(recipe["distill"], recipe["loss"], split, device) if recipe.get("distill") else None
+    if teachers is not None:
+        log(f"distilling from {len(teachers.models)} teacher(s), weight {teachers.weight}")
 
     train_set, val_set = _decoded_splits(data, split, size, procs)
     batch_size = int(recipe["batch_size"])
@@ -358,7 +368,7 @@ def train(recipe: dict | None, options: RunOptions) -> dict:
             sampler.set_epoch(global_epoch)
             stats = _train_one_epoch(step_model, model, loader, augment, optimizer, recipe["loss"], device, amp_dtype,
                                      use_cuda, f"epoch {global_epoch}", procs.is_main, label_sigma=label_sigma,
-                                     batch_scheduler=batch_scheduler, ema=ema)
+                                     batch_scheduler=batch_scheduler, ema=ema, teachers=teachers)
             val_out = predict(eval_model, val_set.pixels, options.eval_batch_size, device)
             val_loss = _validation_loss(model, val_out, val_set, recipe["loss"], label_sigma)
             val = summarize(val_out["age"], val_set.data.ages, val_out["gender_prob"], val_set.data.genders)
@@ -426,7 +436,12 @@ def _data_and_split(recipe: dict, options: RunOptions, out_dir: Path, procs: Pro
     data = load_labelled(resolve_data_dir(options.data), options.labels_csv)
     if options.resume:
         return data, load_split(out_dir / "split.json")
-    split = make_split(data, seed=options.seed, subset=recipe.get("subset"))
+    if options.split_file:
+        split = load_split(options.split_file)
+        for name in ("train", "val", "test"):
+            apply_split(data, split, name)  # every file of the given split must be in --data
+    else:
+        split = make_split(data, seed=options.seed, subset=recipe.get("subset"))
     if procs.is_main:
         save_split(split, out_dir / "split.json")
     return data, split
@@ -519,10 +534,11 @@ def _validation_loss(model: AgeGenderModel, val_out: dict, val_set, loss_weights
 
 def _train_one_epoch(step_model, model, loader, augment, optimizer, loss_weights, device, amp_dtype, use_cuda,
                      desc, show_bar, max_steps: int | None = None, warmup_steps: int = 0, label_sigma: float = 2.0,
-                     batch_scheduler=None, ema=None) -> dict:
+                     batch_scheduler=None, ema=None, teachers=None) -> dict:
     """One pass over ``loader`` (or its first ``max_steps`` batches). Timing counts only the steps after
     ``warmup_steps``; on a GPU, running sums stay on the device so that a step never waits for the host.
-    ``batch_scheduler`` steps after every batch, ``ema`` averages the weights after every batch."""
+    ``batch_scheduler`` steps after every batch, ``ema`` averages the weights after every batch; ``teachers``
+    (train.distill) answer each augmented batch for the loss's soft targets."""
     from tqdm import tqdm
 
     model.train()
@@ -552,13 +568,14 @@ def _train_one_epoch(step_model, model, loader, augment, optimizer, loss_weights
         x = images.permute(0, 3, 1, 2).float().div_(255.0)
         if augment is not None:
             x = augment(x)
+        soft_targets = teachers.soft_targets(x, amp_dtype) if teachers is not None else None
         x = spec.normalize_float(x).contiguous(memory_format=torch.channels_last)
         t2 = time.perf_counter()
         data_wait += t1 - t0
         augment_time += t2 - t1
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             out = step_model(x)
-            loss = compute_loss(out, ages, genders, loss_weights, model, label_sigma)
+            loss = compute_loss(out, ages, genders, loss_weights, model, label_sigma, soft_targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

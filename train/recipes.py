@@ -125,7 +125,7 @@ PER_PHASE = ("epochs", "lr", "optimizer", "weight_decay", "scheduler")
 def apply_overrides(recipe: dict, overrides: dict) -> dict:
     """Apply the given overrides (None: not given) to a resolved recipe and record them under "overrides".
     Keys: batch_size, img_size, subset (a number or "all"), augmentation, width, model_options (merged), loss
-    (replaced), label_sigma, ema_decay (0: off), and for every phase epochs, lr, lr_mult, optimizer, weight_decay
+    (replaced), label_sigma, ema_decay (0: off), distill (train.distill.describe_teachers), and for every phase epochs, lr, lr_mult, optimizer, weight_decay
     and scheduler."""
     recorded = {}
     for key, value in overrides.items():
@@ -145,6 +145,8 @@ def apply_overrides(recipe: dict, overrides: dict) -> dict:
             for phase in recipe["phases"]:
                 phase["lr_mult"] = value
         elif key in ("batch_size", "img_size", "augmentation", "loss", "label_sigma"):
+            recipe[key] = value
+        elif key == "distill":
             recipe[key] = value
         elif key == "ema_decay":
             recipe[key] = value or None  # 0 switches the average off

@@ -1,0 +1,113 @@
+"""Distillation (train/distill.py) and --split: a student learns from teacher runs on the teacher's split, on real
+chips; a tampered, leaking or headless teacher is refused with a clear line."""
+import csv
+import json
+import shutil
+
+import pytest
+import torch
+
+from edge_age.cli import main
+from edge_age.train.distill import load_teachers
+from edge_age.train.engine import compute_loss, gaussian_age_targets
+
+TINY = ["--model", "ma_sfv2", "--width", "0.5", "--epochs", "1", "--batch-size", "8", "--device", "cpu"]
+STUDENT_LOSS = ["--loss", "age_ldl=1,age_l1=0.1,gender_bce=1"]
+
+
+def _train_loss(run_dir) -> float:
+    with open(run_dir / "metrics.csv", newline="") as handle:
+        return float(next(csv.DictReader(handle))["train_loss"])
+
+
+@pytest.fixture(scope="module")
+def teacher_run(small_faces_dir, tmp_path_factory):
+    """A tiny MA-SFV2 (101-bin age head) trained one epoch at 64 px on the 60 real chips."""
+    run = tmp_path_factory.mktemp("teacher") / "run"
+    assert main(["train", *TINY, "--img-size", "64", "--data", str(small_faces_dir), "--out", str(run)]) == 0
+    return run
+
+
+def test_soft_targets_mix_into_the_age_and_gender_targets():
+    ages = torch.tensor([3.0, 30.0, 71.0])
+    genders = torch.tensor([0.0, 1.0, 1.0])
+    out = {"age_logits": torch.randn(3, 101), "gender_logit": torch.randn(3)}
+    weights = {"age_ldl": 1.0, "gender_bce": 1.0}
+    plain = compute_loss(out, ages, genders, weights, model=None)
+    # a teacher that says exactly what the labels say changes nothing, whatever its weight
+    agreeing = {"age_probs": gaussian_age_targets(ages, 2.0), "gender_prob": genders, "weight": 0.7}
+    assert torch.allclose(compute_loss(out, ages, genders, weights, None, teacher=agreeing), plain)
+    # weight 1: the targets are the teacher's alone
+    one_hot = torch.zeros(3, 101)
+    one_hot[:, 50] = 1
+    only_teacher = {"age_probs": one_hot, "gender_prob": torch.full((3,), 0.5), "weight": 1.0}
+    expected = (-torch.log_softmax(out["age_logits"], 1)[:, 50].mean()
+                + torch.nn.functional.binary_cross_entropy_with_logits(out["gender_logit"], torch.full((3,), 0.5)))
+    assert torch.allclose(compute_loss(out, ages, genders, weights, None, teacher=only_teacher), expected)
+
+
+def test_student_learns_from_teachers_of_another_size_on_their_split(teacher_run, small_faces_dir, tmp_path):
+    common = [*TINY, *STUDENT_LOSS, "--img-size", "32", "--data", str(small_faces_dir), "--seed", "5",
+              "--split", str(teacher_run / "split.json")]
+    assert main(["train", *common, "--out", str(tmp_path / "alone")]) == 0
+    assert main(["train", *common, "--teacher", str(teacher_run), "--teacher", str(teacher_run),
+                 "--distill-weight", "0.8", "--out", str(tmp_path / "student")]) == 0
+    student = tmp_path / "student"
+    config = json.loads((student / "config.json").read_text())
+    distill = config["recipe"]["distill"]
+    assert distill["weight"] == 0.8 and [t["checkpoint"] for t in distill["teachers"]] == [str(teacher_run / "best.pt")] * 2
+    assert config["seed"] == 5 and (student / "split.json").read_bytes() == (teacher_run / "split.json").read_bytes()
+    assert (student / "test_metrics.json").is_file()
+    # same seed, split and batches: only the teachers' targets differ
+    assert _train_loss(student) != pytest.approx(_train_loss(tmp_path / "alone"), abs=1e-4)
+
+
+def test_a_resumed_student_refuses_a_teacher_file_that_changed(teacher_run, tmp_path):
+    changed = tmp_path / "teacher"
+    shutil.copytree(teacher_run, changed)
+    recorded = {"teachers": [{"checkpoint": str(changed / "best.pt"),
+                              "sha256": "0" * 64}], "weight": 0.5}
+    split = json.loads((changed / "split.json").read_text())
+    with pytest.raises(ValueError, match="different or damaged file"):
+        load_teachers(recorded, {"age_ldl": 1.0}, split, torch.device("cpu"))
+    with pytest.raises(ValueError, match="no age_ldl term"):
+        load_teachers(recorded, {"age_l1": 1.0}, split, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("case,message", [
+    ("other split", "trained on"),
+    ("no split.json", "no split.json beside it"),
+    ("no age bins", "no 101-bin age head"),
+    ("weight alone", "--distill-weight needs --teacher"),
+    ("not a run", "no best.pt there"),
+])
+def test_bad_teachers_are_refused_in_one_line(case, message, teacher_run, tiny_custom_cnn_run, small_faces_dir,
+                                              tmp_path, capsys):
+    teacher = teacher_run
+    if case == "no split.json":
+        teacher = tmp_path / "bare"
+        shutil.copytree(teacher_run, teacher)
+        (teacher / "split.json").unlink()
+    elif case == "no age bins":
+        teacher = tiny_custom_cnn_run  # regression age output: no distribution to learn from
+    elif case == "not a run":
+        teacher = tmp_path
+    # "other split": the student's --seed draws another split, whose val/test faces the teacher trained on
+    args = ["train", *TINY, *STUDENT_LOSS, "--img-size", "32", "--data", str(small_faces_dir), "--seed", "9",
+            "--out", str(tmp_path / "student")]
+    if case != "other split":
+        args += ["--split", str(teacher_run / "split.json")]
+    args += ["--distill-weight", "0.5"] if case == "weight alone" else ["--teacher", str(teacher)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_split_flag_refuses_a_split_of_other_faces(teacher_run, tmp_path, utkface_all, capsys):
+    from tests.conftest import copy_real_faces
+
+    other = tmp_path / "other_faces"
+    copy_real_faces(utkface_all, other, 20, seed=3)
+    assert main(["train", *TINY, "--img-size", "32", "--data", str(other), "--split", str(teacher_run / "split.json"),
+                 "--out", str(tmp_path / "run")]) == 2
+    assert "of the train split are not in" in capsys.readouterr().err

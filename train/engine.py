@@ -568,9 +568,9 @@ def _train_one_epoch(step_model, model, loader, augment, optimizer, loss_weights
         x = images.permute(0, 3, 1, 2).float().div_(255.0)
         if augment is not None:
             x = augment(x)
-        soft_targets = teachers.soft_targets(x, amp_dtype) if teachers is not None else None
-        x = spec.normalize_float(x).contiguous(memory_format=torch.channels_last)
+        x01, x = x, spec.normalize_float(x).contiguous(memory_format=torch.channels_last)
         t2 = time.perf_counter()
+        soft_targets = teachers.soft_targets(x01, amp_dtype) if teachers is not None else None  # counts as compute
         data_wait += t1 - t0
         augment_time += t2 - t1
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):

@@ -67,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr-mult", type=key_values, help="learning-rate multiplier per parameter group, e.g. "
                         "backbone=0.3")
     parser.add_argument("--teacher", action="append", metavar="RUN",
-                        help="distil from this finished run's best.pt (repeat for an ensemble; same input size)")
+                        help="distil from this finished run's best.pt (repeat for an ensemble; see README)")
     parser.add_argument("--distill-weight", type=float_between(0, 1, low_included=False, high_included=True),
                         help="share of the teachers' answers in the age and gender targets (default 0.5)")
     parser.add_argument("--split", help="a split.json to train on (e.g. another run's, to compare on the same "

@@ -1,11 +1,11 @@
 """Distillation: a student learns from the averaged answers of finished runs (its teachers) beside the labels.
 
-A teacher sees the same augmented batch as the student, resized to its own input size and normalised its own
-way. A teacher must not have trained on the student's validation or test faces (its run's split.json is
-checked), or the student's scores would carry what the teacher saw. The age target becomes ``(1 - w) * Gaussian(label) + w * teachers' mean
-distribution`` and the gender target ``(1 - w) * label + w * teachers' mean probability`` (``w``: the weight).
-The recipe records each teacher's run folder and the sha256 of its best.pt, so a resumed student learns from
-the very same files or stops with a clear error.
+A teacher sees the student's augmented batch, resized to its own input size and normalised its own way. The age
+target becomes ``(1 - w) * Gaussian(label) + w * teachers' mean distribution`` and the gender target
+``(1 - w) * label + w * teachers' mean probability`` (``w``: the weight). A teacher must not have trained on the
+student's validation or test faces (its run's split.json is checked), or the student's scores would carry what the
+teacher saw. The recipe records each teacher's best.pt and its sha256, so a resumed student learns from the very
+same files or stops with a clear error.
 """
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-
 import torch.nn.functional as F
 
 from edge_age.checkpoint import load_model

@@ -22,9 +22,8 @@ from edge_age.registry import AgeGenderModel
 
 
 def describe_teachers(run_dirs: list[str], weight: float) -> dict:
-    """The recipe's "distill" entry for these run folders: each best.pt's path and sha256, and the weight."""
-    if not 0 < weight <= 1:
-        raise ValueError(f"--distill-weight must be in (0, 1], got {weight}")
+    """The recipe's "distill" entry for these run folders: each best.pt's path and sha256, and the weight (in
+    (0, 1], as --distill-weight's parser ensures)."""
     teachers = []
     for run_dir in run_dirs:
         best = Path(run_dir) / "best.pt"

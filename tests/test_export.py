@@ -17,7 +17,8 @@ from edge_age.formats import tflite_metadata
 # MA-SFV2 reads its age as the median of its 101 bins here (EfficientNet-Lite's reading), so that reading's matrix
 # product and clamps are exported and checked in every format too
 TINY = {"custom_cnn": [], "vgg16_transfer": ["--subset", "60"],
-        "ma_sfv2": ["--width", "0.5", "--model-options", "age_output=median"]}
+        "ma_sfv2": ["--width", "0.5", "--model-options", "age_output=median"],
+        "efficientnet_lite0": []}  # the phone model, from the ImageNet weights its pip package ships
 
 
 @pytest.fixture(scope="module")

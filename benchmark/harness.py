@@ -62,7 +62,7 @@ class ExportedModel:
 
 
 def family_of(model_name: str, options: dict, loss: dict) -> str:
-    """Which line of the comparison a model belongs to: the three models, and MA-SFV2's two ablations
+    """Which line of the comparison a model belongs to: each registered model, and MA-SFV2's two ablations
     (plain ShuffleNetV2 without attention; L1 regression alone)."""
     if model_name == "ma_sfv2":
         if options.get("attention") is False:

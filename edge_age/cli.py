@@ -20,7 +20,7 @@ SUBCOMMANDS = {
     "train-speed": ("edge_age.train.speed", "measure training images/s and data-wait share per recipe on this machine"),
     "train-ablation": ("edge_age.train.ablation", "train the phone recipe once per change at a reduced budget: which pieces lower validation MAE"),
     "export": ("edge_age.export.cli", "export a trained run to ONNX / TFLite / Core ML and check each file against PyTorch"),
-    "pipeline": ("edge_age.pipeline", "train -> export -> benchmark the three models (reuses finished stages)"),
+    "pipeline": ("edge_age.pipeline", "train -> export -> benchmark the four models (reuses finished stages)"),
     "benchmark": ("edge_age.benchmark.cli", "accuracy, latency, size and FLOPs of every exported variant; the seeds' claims judged"),
     "predict": ("edge_age.predict", "age and gender of every face in photos, with a checkpoint, .onnx or .tflite file"),
     "face-benchmark": ("edge_age.benchmark.faces", "dlib's detection rate, time per image and crop overlap on real UTKFace chips"),

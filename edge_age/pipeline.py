@@ -1,4 +1,5 @@
-"""``edge-age pipeline``: train -> export -> benchmark for the three models, in one command.
+"""``edge-age pipeline``: train -> export -> benchmark for every model with a quick recipe (the three seed models
+and the phone model), in one command.
 
 Each stage reuses what is already done: a finished run (test_metrics.json) is not retrained, an unfinished one
 (last.pt) resumes, and an export whose manifest already describes the run's current best.pt and was made by the

@@ -62,7 +62,7 @@ class InputSpec:
 
 
 class AgeGenderModel(nn.Module):
-    """Base of the three models: forward(x) returns {"age", "gender_logit"[, "age_logits", ...]}.
+    """Base of the registered models: forward(x) returns {"age", "gender_logit"[, "age_logits", ...]}.
 
     Each model splits into a trunk (``forward_features``: image -> feature vector) and small output
     heads (``forward_head``), as timm does; the exporter quantises the trunk and keeps the heads in

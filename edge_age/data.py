@@ -222,8 +222,21 @@ def load_split(path: str | Path) -> dict:
         split = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise ValueError(f"{path}: not a readable split file ({err})") from None
-    if not all(name in split for name in SPLIT_NAMES):
+    if not isinstance(split, dict) or not all(isinstance(split.get(name), list) for name in SPLIT_NAMES):
         raise ValueError(f"{path}: a split file needs lists 'train', 'val' and 'test'")
+    for name in SPLIT_NAMES:
+        if not all(isinstance(f, str) for f in split[name]):
+            raise ValueError(f"{path}: the {name!r} list must hold file names (strings)")
+        if len(set(split[name])) != len(split[name]):
+            raise ValueError(f"{path}: the {name!r} list names a file more than once")
+    for i, first in enumerate(SPLIT_NAMES):  # a face in two parts would leak into validation or test
+        for second in SPLIT_NAMES[i + 1:]:
+            shared = set(split[first]) & set(split[second])
+            if shared:
+                raise ValueError(f"{path}: {len(shared)} file(s) are in both {first!r} and {second!r} "
+                                 f"(first: {sorted(shared)[0]}); each face belongs to one part")
+    if not split["train"] or not split["val"]:
+        raise ValueError(f"{path}: the 'train' and 'val' lists must not be empty")
     return split
 
 

@@ -1,3 +1,4 @@
+import json
 import shutil
 import warnings
 
@@ -54,6 +55,22 @@ def test_subset_5000_and_split_file_round_trip(utkface_all, tmp_path):
     assert len(test) == 500 and set(test.files) == set(split["test"])
     with pytest.raises(ValueError, match="subset of 30000 images"):
         make_split(utkface_all, subset=30000)
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda s: s["val"].append(s["train"][0]), "are in both 'train' and 'val'"),
+    (lambda s: s["test"].append(s["val"][0]), "are in both 'val' and 'test'"),
+    (lambda s: s["train"].append(s["train"][0]), "'train' list names a file more than once"),
+    (lambda s: s.update(val=[]), "must not be empty"),
+    (lambda s: s.update(test="a.jpg"), "needs lists 'train', 'val' and 'test'"),
+    (lambda s: s["test"].append(7), "'test' list must hold file names"),
+])
+def test_a_split_file_that_would_leak_or_cannot_be_used_is_refused(change, message, utkface_all, tmp_path):
+    split = make_split(utkface_all, seed=0, subset=300)
+    change(split)
+    (tmp_path / "split.json").write_text(json.dumps(split))
+    with pytest.raises(ValueError, match=message):
+        load_split(tmp_path / "split.json")
 
 
 def test_csv_dataset(utkface_all, tmp_path):

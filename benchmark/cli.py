@@ -25,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="timed batch-1 runs per variant (after 10 warm-up runs; at least 10)")
     parser.add_argument("--batch", type=positive_int, default=32, help="batch size of the throughput measurement")
     parser.add_argument("--out", type=output_folder, help="results folder (default reports/benchmark)")
+    parser.add_argument("--app-assets", metavar="DIR", help="an Android app's assets folder (default the demo's): "
+                        "its int8 file is judged against the phone-model targets")
     devices = parser.add_argument_group("on-device timing (model-only; accuracy comes from the host: same bytes)")
     devices.add_argument("--device", action="append", default=[], metavar="SPEC",
                          help="adb, adb:SERIAL (an Android phone) or ssh://[user@]host[:port] (a Linux board); repeat "
@@ -51,12 +53,15 @@ def run(args: argparse.Namespace) -> int:
                       limit=args.limit, align=args.align)
     if scoring.labels and not args.data:
         raise ValueError("--labels needs --data DIR, the folder its file names are relative to")
+    if args.app_assets and not (Path(args.app_assets) / "manifest.json").is_file():
+        raise ValueError(f"--app-assets {args.app_assets}: no manifest.json there; give the assets folder that "
+                         "`edge-age android install` wrote")
     devices = [open_device(spec, ssh_config=args.ssh_config, python=args.remote_python,
                            benchmark_binary=args.benchmark_binary, use_gpu=args.use_gpu, use_nnapi=args.use_nnapi,
                            cores=args.cores, app_stages=args.app_stages) for spec in args.device]
     rows = run_benchmark(find_exports(Path(args.exports)), Path(args.out or "reports/benchmark"), scoring, threads,
                          args.runs, args.batch, command="edge-age benchmark " + shlex.join(sys.argv[2:]),
-                         devices=devices)
+                         devices=devices, app_assets=Path(args.app_assets) if args.app_assets else None)
     # A file that could not be measured (changed since export, or its runtime failed) is not a clean result.
     return 1 if any(r["status"] in ("failed to run", "file changed") for r in rows) else 0
 

@@ -183,13 +183,14 @@ def _variant_rows(exported: ExportedModel) -> list[dict]:
     and size first: a file that changed since export is reported as such, never measured as the export."""
     if exported.checkpoint is not None:
         rows = [{"format": "pytorch", "precision": "fp32", "file": exported.checkpoint, "status": "reference",
-                 "reason": "", "bytes": exported.checkpoint.stat().st_size}]
+                 "reason": "", "bytes": exported.checkpoint.stat().st_size,
+                 "sha256": exported.manifest.source.get("checkpoint_sha256")}]
     else:
         rows = [{"format": "pytorch", "precision": "fp32", "file": "", "status": "no reference",
-                 "reason": exported.checkpoint_problem, "bytes": None}]
+                 "reason": exported.checkpoint_problem, "bytes": None, "sha256": None}]
     for entry in exported.manifest.files:
         row = {"format": entry.format, "precision": entry.precision, "file": exported.manifest.path(entry),
-               "status": entry.status, "reason": entry.reason, "bytes": entry.bytes}
+               "status": entry.status, "reason": entry.reason, "bytes": entry.bytes, "sha256": entry.sha256}
         if entry.status != "export-failed":
             problem = exported.manifest.verify(entry)
             if problem:
@@ -217,6 +218,7 @@ def benchmark_model(exported: ExportedModel, scoring: Scoring, thread_counts: li
                    "scored_on": scored_on,
                    "input_size": spec["size"], "parameters": exported.parameters, "gflops": exported.flops / 1e9,
                    "format": variant["format"], "precision": variant["precision"], "file": str(variant["file"]),
+                   "sha256": variant["sha256"],
                    "export_status": variant["status"], "export_reason": variant["reason"],
                    "size_mb": variant["bytes"] / 1e6 if variant["bytes"] else None, "latency": {},
                    "recipe_summary": recipe_summary(exported.recipe)}
@@ -364,6 +366,17 @@ def device_rows(device, exported: list[ExportedModel], host_rows: list[dict], th
     return rows
 
 
+def _app_int8_sha256(assets: Path | None, log) -> str | None:
+    """The sha256 of the app's int8 model file, or None (with a line saying why) when it cannot be read."""
+    from edge_age.export import android
+
+    try:
+        return android.shipped_sha256(assets or android.DEFAULT_ASSETS, "int8")
+    except ValueError as err:
+        log(f"phone-model targets not judged: {err}")
+        return None
+
+
 def _app_frames(device, files: list[Path], runs: int, threads: int, log) -> dict[str, dict]:
     """Whole-frame stage times from the demo app's benchmark mode, for the timed files the app ships."""
     if not getattr(device, "app_stages", False):
@@ -386,9 +399,10 @@ def _app_frames(device, files: list[Path], runs: int, threads: int, log) -> dict
 
 
 def run_benchmark(exported: list[ExportedModel], out_dir: Path, scoring: Scoring, thread_counts: list[int], runs: int,
-                  batch: int, command: str, log=print, devices: list = ()) -> list[dict]:
+                  batch: int, command: str, log=print, devices: list = (), app_assets: Path | None = None) -> list[dict]:
     """Measure every model on this machine (and on each device), judge the claims, and write report.md,
-    results.csv/json and the plots."""
+    results.csv/json and the plots. ``app_assets``: the Android app's assets folder (default the demo's), whose
+    int8 file the phone-model targets are judged on."""
     from edge_age.benchmark.claims import judge_claims
     from edge_age.benchmark.report import write_results
     from edge_age.machine import describe_machine
@@ -409,7 +423,7 @@ def run_benchmark(exported: list[ExportedModel], out_dir: Path, scoring: Scoring
     for row in rows:
         row["device"] = "host"
     on_devices = [r for device in devices for r in device_rows(device, exported, rows, thread_counts[0], runs, log)]
-    claims = judge_claims(rows, str(thread_counts[0]))
+    claims = judge_claims(rows, str(thread_counts[0]), app_int8_sha256=_app_int8_sha256(app_assets, log))
     machine = describe_machine()
     context = {"machine": machine, "versions": machine["versions"], "thread_counts": thread_counts, "runs": runs,
                "batch": batch, "split": scoring.split, "limit": scoring.limit, "command": command,

@@ -160,6 +160,20 @@ def _installed_files(assets: Path) -> dict[str, Path]:
     return {name: confined(assets, name, str(manifest_path)) for name in names}
 
 
+def shipped_sha256(assets: Path = DEFAULT_ASSETS, precision: str = "int8") -> str | None:
+    """The sha256 the app's manifest records for its ``precision`` model file (None when the app ships none), so
+    that the benchmark can tell which measured file is the one in the app."""
+    manifest_path = assets / MANIFEST
+    if not manifest_path.is_file():
+        return None
+    try:
+        listed = json.loads(manifest_path.read_text()).get("files", [])
+        return next((entry["sha256"] for entry in listed if entry.get("precision") == precision), None)
+    except (json.JSONDecodeError, AttributeError, TypeError, KeyError) as err:
+        raise AssetMismatch(f"{manifest_path} is unreadable ({type(err).__name__}); reinstall the app's model with "
+                            "edge-age android install") from None
+
+
 def _describe_asset(path: Path, export_entry) -> dict:
     runner = TFLiteRunner(path)
     return {

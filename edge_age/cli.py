@@ -21,7 +21,7 @@ SUBCOMMANDS = {
     "train-ablation": ("edge_age.train.ablation", "train the phone recipe once per change at a reduced budget: which pieces lower validation MAE"),
     "export": ("edge_age.export.cli", "export a trained run to ONNX / TFLite / Core ML and check each file against PyTorch"),
     "pipeline": ("edge_age.pipeline", "train -> export -> benchmark the four models (reuses finished stages)"),
-    "benchmark": ("edge_age.benchmark.cli", "accuracy, latency, size and FLOPs of every exported variant; the seeds' claims judged"),
+    "benchmark": ("edge_age.benchmark.cli", "accuracy, latency, size and FLOPs of every exported variant; the seeds' claims and the phone model's targets judged"),
     "predict": ("edge_age.predict", "age and gender of every face in photos, with a checkpoint, .onnx or .tflite file"),
     "face-benchmark": ("edge_age.benchmark.faces", "dlib's detection rate, time per image and crop overlap on real UTKFace chips"),
     "android": ("edge_age.export.android", "install an export into the Android demo, check it, write the Java core's golden vectors"),

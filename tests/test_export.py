@@ -11,7 +11,7 @@ from edge_age.cli import main
 from edge_age.io import sha256_file
 from edge_age.export.exporter import THRESHOLDS
 from edge_age.formats.onnx import onnx_time_by_op_kind
-from edge_age.formats.tflite import read_tflite_metadata, tflite_metadata_records
+from edge_age.formats.tflite import read_tflite_metadata, tflite_metadata_records, xnnpack_partitions
 from edge_age.formats import tflite_metadata
 
 # MA-SFV2 reads its age as the median of its 101 bins here (EfficientNet-Lite's reading), so that reading's matrix
@@ -63,6 +63,8 @@ def test_every_format_and_precision_is_exported_and_checked(model, trained_runs,
     assert _float_convolutions_onnxruntime_runs(out / variants[("onnx", "int8")]["file"]) == []
     spent = onnx_time_by_op_kind(out / variants[("onnx", "int8")]["file"], threads=1, runs=3)
     assert sum(v for k, v in spent.items() if k.startswith("convolution")) > 0 and spent["quantise/dequantise"] > 0
+    for precision in ("fp32", "fp16", "int8"):  # XNNPACK takes each whole graph, the 101-bin readout included
+        assert xnnpack_partitions(out / variants[("tflite", precision)]["file"]) == 1, precision
     assert variants[("tflite", "int8")]["input_tensor"]["dtype"] == "int8"  # full-integer input, as NPUs want
     assert variants[("tflite", "int8")]["input_tensor"]["scale"] > 0
     assert variants[("tflite", "fp32")]["input_tensor"] == {"dtype": "float32", "scale": 0.0, "zero_point": 0}

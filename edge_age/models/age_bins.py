@@ -8,7 +8,7 @@ Two readings of the predicted distribution:
   expectation for each of the 101-bin runs of 2026-12-04 (results/runs-cpu-2026-12-04/age_readings.py, .json).
 
 The median is written with a matrix product and elementwise operations only (no cumsum, no gather), so every
-exporter and runtime takes it as it is. ``AgeBinsReadout`` is a module so that the exporters can keep it in float
+exporter and runtime takes it as it is, and XNNPACK runs it inside the same delegate partition as the trunk. ``AgeBinsReadout`` is a module so that the exporters can keep it in float
 with the other heads (it is listed in the models' ``head_modules``).
 """
 from __future__ import annotations
@@ -33,6 +33,9 @@ class AgeBinsReadout(nn.Module):
         probs = torch.softmax(age_logits, dim=1)
         # Each bin contributes the share of its width that lies under the median: 1 for the bins wholly under it,
         # the fraction (0.5 - probability below) / p for the bin it falls in, 0 above.
-        share_under_median = ((0.5 - probs @ self.below) / probs.clamp_min(1e-6)).clamp(0.0, 1.0)
+        share = (0.5 - probs @ self.below) / probs.clamp_min(1e-6)
+        # clamp(0, 1) written as 1 - relu(1 - relu(x)): exact at both ends, and the TFLite converter does not fuse
+        # it into RELU_0_TO_1, an op XNNPACK does not run (it split the file into two delegate partitions)
+        share_under_median = 1.0 - torch.relu(1.0 - torch.relu(share))
         return {"age_expectation": (probs * self.bin_ages).sum(dim=1),
                 "age_median": share_under_median.sum(dim=1) - 0.5}

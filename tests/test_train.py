@@ -3,6 +3,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -61,7 +62,12 @@ def test_two_phase_vgg_recipe_with_local_imagenet_file(small_faces_dir, tmp_path
     rows = _rows(run_dir)
     assert [r["phase"] for r in rows] == ["frozen-base", "finetune-last10"]
     assert [r["lr"] for r in rows] == ["0.001", "0.0001"]
-    assert "loaded vgg16_transfer's pretrained weights" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "loaded vgg16_transfer's pretrained weights" in printed
+    # each epoch line says what is left of the whole run, later phases included; the last says nothing
+    epoch_lines = [line for line in printed.splitlines() if line.startswith("epoch ")]
+    assert len(epoch_lines) == 2 and re.search(r"; 1 epoch\(s\) left, about \d+ min at this pace$", epoch_lines[0])
+    assert "left" not in epoch_lines[1]
 
 
 def test_overrides_are_recorded_and_finished_runs_are_not_overwritten(small_faces_dir, tmp_path, capsys):

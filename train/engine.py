@@ -365,6 +365,7 @@ def train(recipe: dict | None, options: RunOptions) -> dict:
         while phase_epoch < phase["epochs"] and not stopper.should_stop:
             phase_epoch += 1
             global_epoch += 1
+            epoch_started = time.perf_counter()
             sampler.set_epoch(global_epoch)
             stats = _train_one_epoch(step_model, model, loader, augment, optimizer, recipe["loss"], device, amp_dtype,
                                      use_cuda, f"epoch {global_epoch}", procs.is_main, label_sigma=label_sigma,
@@ -377,7 +378,9 @@ def train(recipe: dict | None, options: RunOptions) -> dict:
                 scheduler.step(val_loss) if phase["scheduler"]["type"] == "plateau" else scheduler.step()
             stopper.update(val_loss)
             row = _epoch_row(global_epoch, phase["name"], lr, stats, val_loss, val, procs.world)
-            log(_epoch_line(row, stats, val_out, val_set.data.ages))
+            epochs_left = phase["epochs"] - phase_epoch + sum(p["epochs"] for p in recipe["phases"][phase_index + 1:])
+            log(_epoch_line(row, stats, val_out, val_set.data.ages)
+                + _time_left(epochs_left, time.perf_counter() - epoch_started))
             if procs.is_main:
                 rows.append(row)
                 _write_metrics(out_dir / "metrics.csv", rows)
@@ -495,6 +498,14 @@ def _epoch_line(row: dict, stats: dict, val_out: dict, val_ages) -> str:
             f"val MAE {row['val_age_mae']}{extra} val gender acc {row['val_gender_acc']} lr {row['lr']} | "
             f"{row['images_per_s']} img/s, data wait {stats['data_wait_share']:.1%}, "
             f"augment {stats['augment_share']:.1%}, {row['epoch_seconds']} s")
+
+
+def _time_left(epochs_left: int, epoch_seconds: float) -> str:
+    """The end of the epoch line: how long the rest of the run takes if each epoch takes as long as this one
+    (early stopping can only shorten it)."""
+    if epochs_left <= 0:
+        return ""
+    return f"; {epochs_left} epoch(s) left, about {epochs_left * epoch_seconds / 60:.0f} min at this pace"
 
 
 def _change_epochs(recipe: dict, resumed: dict, epochs: int) -> dict:

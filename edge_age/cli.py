@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "train": ("edge_age.train.cli", "train a model with a named recipe into a run folder"),
     "train-speed": ("edge_age.train.speed", "measure training images/s and data-wait share per recipe on this machine"),
     "train-ablation": ("edge_age.train.ablation", "train the phone recipe once per change at a reduced budget: which pieces lower validation MAE"),
+    "shrink-checkpoint": ("edge_age.checkpoint", "a weights-only copy of a best.pt in fp16 or int8, to publish a run under 20 MB"),
     "export": ("edge_age.export.cli", "export a trained run to ONNX / TFLite / Core ML and check each file against PyTorch"),
     "pipeline": ("edge_age.pipeline", "train -> export -> benchmark the four models (reuses finished stages)"),
     "benchmark": ("edge_age.benchmark.cli", "accuracy, latency, size and FLOPs of every exported variant; the seeds' claims and the phone model's targets judged"),

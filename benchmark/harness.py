@@ -59,6 +59,7 @@ class ExportedModel:
     flops: int
     recipe: dict = field(default_factory=dict)
     checkpoint_problem: str = ""
+    weight_storage: str = ""  # "fp16" or "int8" for a checkpoint made by edge-age shrink-checkpoint
 
 
 def family_of(model_name: str, options: dict, loss: dict) -> str:
@@ -73,13 +74,13 @@ def family_of(model_name: str, options: dict, loss: dict) -> str:
 
 
 def _source_checkpoint(manifest: Manifest) -> tuple[Path | None, str, dict]:
-    """The export's source checkpoint if it is there and is the one exported (sha256): (path, problem, recipe)."""
+    """The export's source checkpoint if it is there and is the one exported (sha256): (path, problem, payload)."""
     checkpoint = manifest.source_path("checkpoint")
     if checkpoint is None or not checkpoint.is_file():
         return None, f"source checkpoint {manifest.source.get('checkpoint')} is not here", {}
     if sha256_file(checkpoint) != manifest.source.get("checkpoint_sha256"):
         return None, f"{checkpoint} is not the checkpoint this export was made from (sha256 differs)", {}
-    return checkpoint, "", load_checkpoint(checkpoint).get("recipe") or {}
+    return checkpoint, "", load_checkpoint(checkpoint)
 
 
 def find_exports(*roots: Path, log=print) -> list[ExportedModel]:
@@ -98,7 +99,8 @@ def find_exports(*roots: Path, log=print) -> list[ExportedModel]:
                 continue  # another tool's manifest.json (e.g. the Android app's): not an export folder
             log(f"skipped {path.parent}: {err}")
             continue
-        checkpoint, problem, recipe = _source_checkpoint(manifest)
+        checkpoint, problem, payload = _source_checkpoint(manifest)
+        recipe = payload.get("recipe") or {}
         model = model_from_config(manifest.model)  # parameters and FLOPs need the architecture, not the weights
         reads_age_as = getattr(model, "age_output", "age")
         if checkpoint is not None and manifest.header.get("age_output", "age") != reads_age_as:
@@ -109,7 +111,7 @@ def find_exports(*roots: Path, log=print) -> list[ExportedModel]:
                                    family=family_of(manifest.model["name"], manifest.model.get("options", {}),
                                                     recipe.get("loss", {})),
                                    parameters=count_parameters(model), flops=count_flops(model), recipe=recipe,
-                                   checkpoint_problem=problem))
+                                   checkpoint_problem=problem, weight_storage=payload.get("weight_storage", "")))
     if not found:
         raise FileNotFoundError(f"no export folders (manifest.json) under {', '.join(map(str, roots))}; run "
                                 "`edge-age export --run RUN` first")
@@ -185,6 +187,9 @@ def _variant_rows(exported: ExportedModel) -> list[dict]:
         rows = [{"format": "pytorch", "precision": "fp32", "file": exported.checkpoint, "status": "reference",
                  "reason": "", "bytes": exported.checkpoint.stat().st_size,
                  "sha256": exported.manifest.source.get("checkpoint_sha256")}]
+        if exported.weight_storage:
+            rows[0]["note"] = (f"weights stored in {exported.weight_storage} (edge-age shrink-checkpoint), computed "
+                               "in float32; the size is the stored file's")
     else:
         rows = [{"format": "pytorch", "precision": "fp32", "file": "", "status": "no reference",
                  "reason": exported.checkpoint_problem, "bytes": None, "sha256": None}]
@@ -221,7 +226,7 @@ def benchmark_model(exported: ExportedModel, scoring: Scoring, thread_counts: li
                    "sha256": variant["sha256"],
                    "export_status": variant["status"], "export_reason": variant["reason"],
                    "size_mb": variant["bytes"] / 1e6 if variant["bytes"] else None, "latency": {},
-                   "recipe_summary": recipe_summary(exported.recipe)}
+                   "recipe_summary": recipe_summary(exported.recipe), "note": variant.get("note")}
             name = f"{exported.label} {variant['format']} {variant['precision']}"
             fmt = None if variant["format"] == "pytorch" else formats.get(variant["format"])
             if fmt is not None and fmt.runner is None:

@@ -2,6 +2,7 @@
 real faces like the original, and load through the same code as any checkpoint; bad copies are clear errors."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def test_each_int8_weight_is_within_half_a_step_of_the_original(tiny_custom_cnn_
         assert torch.all((loaded[name] - original[name]).abs() <= step / 2 + 1e-7), name
 
 
-def test_a_run_whose_best_pt_is_shrunk_exports_with_parity(tiny_custom_cnn_run, tmp_path):
+def test_a_run_whose_best_pt_is_shrunk_exports_and_benchmarks(tiny_custom_cnn_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(tiny_custom_cnn_run, run)
     (run / "best.pt").unlink()
@@ -53,6 +54,13 @@ def test_a_run_whose_best_pt_is_shrunk_exports_with_parity(tiny_custom_cnn_run, 
     assert main(["export", "--run", str(run), "--out", str(tmp_path / "export"), "--formats", "tflite",
                  "--precisions", "fp32"]) == 0
     assert [entry.status for entry in read_manifest(tmp_path / "export").files] == ["pass"]
+    assert main(["benchmark", "--exports", str(tmp_path / "export"), "--threads", "1", "--runs", "10",
+                 "--out", str(tmp_path / "report")]) in (0, 1)  # 1: a claim does not hold for a one-epoch model
+    rows = json.loads((tmp_path / "report/results.json").read_text())["rows"]
+    reference = next(row for row in rows if row["format"] == "pytorch")
+    assert reference["status"] == "reference" and reference["age_mae"] > 0 and reference["size_mb"] == (run / "best.pt").stat().st_size / 1e6
+    assert "weights stored in int8" in reference["note"]
+    assert "weights stored in int8" in (tmp_path / "report/report.md").read_text()
 
 
 def test_shrinking_refuses_resume_checkpoints_existing_files_and_shrunk_copies(tiny_custom_cnn_run, tmp_path, capsys):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from edge_age.cli_args import output_file
 from edge_age.io import atomic_torch_save
 from edge_age.registry import AgeGenderModel, model_from_config
 
@@ -123,7 +124,8 @@ def _float_weights(path: Path, payload: dict) -> dict:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="a run's best.pt")
-    parser.add_argument("--out", required=True, help="the smaller copy to write (never overwrites a file)")
+    parser.add_argument("--out", required=True, type=output_file,
+                        help="the smaller copy to write (never overwrites a file)")
     parser.add_argument("--storage", choices=WEIGHT_STORAGES, default="int8",
                         help="fp16 (half the size), or int8 with a scale per output channel (a quarter); default int8")
 

@@ -165,6 +165,10 @@ def test_subset_all_switches_off_the_recipes_subset(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["--model", "vgg16_transfer", "--subset", "some"])
     assert "takes a positive whole number or 'all', got 'some'" in capsys.readouterr().err
+    # with --split the split file decides which faces: the recipe's subset is not recorded as if it were used
+    assert recipe_from_args(parser.parse_args(["--model", "vgg16_transfer", "--split", "s.json"]))["subset"] is None
+    with pytest.raises(ValueError, match="drop --subset"):
+        recipe_from_args(parser.parse_args(["--model", "vgg16_transfer", "--split", "s.json", "--subset", "60"]))
 
 
 def test_batch_size_zero_is_rejected_by_the_parser(capsys):

@@ -86,6 +86,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def recipe_from_args(args: argparse.Namespace) -> dict:
     """The named recipe with every flag override applied and recorded under 'overrides'."""
     recipe = resolve_recipe(args.recipe or "quick", args.model)
+    if args.split:  # the split file lists the faces; a subset the recipe would draw must not be recorded as used
+        if args.subset is not None:
+            raise ValueError("--subset and --split together: the split file already lists the faces to use; "
+                             "drop --subset")
+        recipe["subset"] = None
     return apply_overrides(recipe, {"batch_size": args.batch_size, "img_size": args.img_size, "subset": args.subset,
                                     "augmentation": args.augment, "epochs": args.epochs, "lr": args.lr,
                                     "width": args.width, "model_options": args.model_options, "loss": args.loss,

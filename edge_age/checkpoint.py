@@ -112,9 +112,10 @@ def _float_weights(path: Path, payload: dict) -> dict:
     for name, tensor in payload["state_dict"].items():
         if name in scales:
             scale = scales[name]
-            if tensor.dtype != torch.int8 or scale.shape != tensor.shape[:1] or not scale.is_floating_point():
-                raise ValueError(f"{path}: int8 weight {name!r} and its scales do not fit ({tuple(tensor.shape)}, "
-                                 f"{tuple(scale.shape)}): damaged or tampered; shrink the original again")
+            if (not isinstance(scale, torch.Tensor) or not scale.is_floating_point() or tensor.dtype != torch.int8
+                    or scale.shape != tensor.shape[:1]):
+                raise ValueError(f"{path}: int8 weight {name!r} and its scales do not fit: damaged or tampered; "
+                                 "shrink the original again")
             tensor = tensor.float() * scale.float().view((-1,) + (1,) * (tensor.dim() - 1))
         elif tensor.dtype == torch.int8:
             raise ValueError(f"{path}: int8 weight {name!r} has no scales: damaged or tampered; shrink the original again")

@@ -80,6 +80,7 @@ def test_shrinking_refuses_resume_checkpoints_existing_files_and_shrunk_copies(t
 
 @pytest.mark.parametrize("damage, message", [
     (lambda p: p["weight_scales"].update({k: v[:-1] for k, v in p["weight_scales"].items()}), "do not fit"),
+    (lambda p: p["weight_scales"].update({k: "0.1" for k in p["weight_scales"]}), "do not fit"),
     (lambda p: p["weight_scales"].clear(), "has no scales"),
     (lambda p: p.update(weight_storage="int4"), "unknown weight storage"),
 ])

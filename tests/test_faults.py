@@ -307,6 +307,40 @@ def test_resume_applies_epochs_and_refuses_other_changes(small_faces_dir, tmp_pa
     assert [row.split(",")[0] for row in (run / "metrics.csv").read_text().splitlines()[1:]] == ["1", "2"]
 
 
+def test_resume_with_more_epochs_reopens_a_finished_run(small_faces_dir, tmp_path, capsys):
+    """A finished run trains on with --resume --epochs N (N above what it ran); anything else leaves it as it is."""
+    import torch
+
+    from edge_age.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    common = ["train", "--model", "custom_cnn", "--data", small_faces_dir, "--out", run, *SMALL]
+    assert run_cli(capsys, *common, "--epochs", "1")[0] == 0
+    before = tree_hash(run)
+    code, err = run_cli(capsys, *common, "--resume")
+    assert code == 2 and "already finished" in err and "--epochs N" in err
+    code, err = run_cli(capsys, *common, "--resume", "--epochs", "1")
+    assert code == 2 and "already ran 1 epochs" in err
+    assert tree_hash(run) == before
+
+    code, _ = run_cli(capsys, *common, "--resume", "--epochs", "3")
+    assert code == 0
+    assert [row.split(",")[0] for row in (run / "metrics.csv").read_text().splitlines()[1:]] == ["1", "2", "3"]
+    assert load_checkpoint(run / "last.pt")["global_epoch"] == 3
+    assert json.loads((run / "test_metrics.json").read_text())["n"] == 6  # remade at the end
+    assert json.loads((run / "config.json").read_text())["changed_on_resume"][-1]["epochs_before"] == [1]
+
+    # a run its early stopping ended is not reopened: its next epoch would stop at once
+    last = load_checkpoint(run / "last.pt")
+    last["recipe"]["phases"][0]["early_stopping"] = {"patience": 2}
+    last["early_stopping"]["bad_epochs"] = 2
+    torch.save(last, run / "last.pt")
+    before = tree_hash(run)
+    code, err = run_cli(capsys, *common, "--resume", "--epochs", "5")
+    assert code == 2 and "stopped early" in err
+    assert tree_hash(run) == before
+
+
 def test_predict_writes_csv_rows_as_images_are_done(export_dir, small_faces_dir, tmp_path, capsys, monkeypatch):
     """Interrupted after the third image, the CSV keeps the three rows done."""
     import edge_age.predict as predict

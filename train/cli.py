@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", help="CSV file,age,gender for a folder that is not UTKFace-named")
     parser.add_argument("--out", help="run folder (default runs/MODEL-RECIPE)")
     parser.add_argument("--epochs", type=positive_int, help="epochs of each phase (with --resume: extends or "
-                        "shortens the run, recorded in config.json)")
+                        "shortens the run, recorded in config.json; a finished run trains on)")
     parser.add_argument("--batch-size", type=positive_int)
     parser.add_argument("--img-size", type=positive_int, help="input side in pixels")
     parser.add_argument("--lr", type=learning_rate, help="learning rate of each phase, in (0, 1]")

@@ -232,15 +232,16 @@ class EarlyStopping:
 
 # ---------------------------------------------------------------- the run folder
 
-def prepare_run_folder(out_dir: Path, resume: bool, force: bool) -> None:
-    """Refuse to overwrite a finished run (without --force) or silently restart an unfinished one."""
+def prepare_run_folder(out_dir: Path, resume: bool, force: bool, resume_epochs: int | None = None, log=print) -> None:
+    """Refuse to overwrite a finished run (without --force) or silently restart an unfinished one; --resume
+    --epochs N on a finished run reopens it for more epochs."""
     finished = (out_dir / "test_metrics.json").exists()
     started = (out_dir / "last.pt").exists()
     if resume:
         if not started:
             raise FileNotFoundError(f"--resume: no last.pt in {out_dir}; start the run without --resume")
         if finished:
-            raise FileExistsError(f"--resume: the run in {out_dir} has already finished (test_metrics.json exists)")
+            _reopen_finished_run(out_dir, resume_epochs, log)
         return
     if (finished or started) and not force:
         state = "a finished run" if finished else "an unfinished run (continue it with --resume)"
@@ -249,6 +250,27 @@ def prepare_run_folder(out_dir: Path, resume: bool, force: bool) -> None:
         for name in RUN_FILES:
             (out_dir / name).unlink(missing_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _reopen_finished_run(out_dir: Path, epochs: int | None, log) -> None:
+    """A finished run trains on when its last phase is given more epochs than it ran and it was not stopped early
+    (then last.pt holds the weights to go on from). Its test figures are remade when it ends, so the old ones go."""
+    if epochs is None:
+        raise FileExistsError(f"--resume: the run in {out_dir} has already finished (test_metrics.json exists); to "
+                              "train it for more epochs, add --epochs N with N above the epochs of its last phase")
+    last = load_checkpoint(out_dir / "last.pt")
+    phase = last["recipe"]["phases"][last["phase_index"]]
+    stopper = EarlyStopping((phase.get("early_stopping") or {}).get("patience"))
+    stopper.load_state_dict(last["early_stopping"])
+    if stopper.should_stop:
+        raise ValueError(f"--resume --epochs {epochs}: the run in {out_dir} was stopped early (no lower validation "
+                         f"loss for {stopper.patience} epochs), so more epochs would stop at once; start a new run")
+    if epochs <= last["phase_epoch"]:
+        raise ValueError(f"--resume --epochs {epochs}: the finished run in {out_dir} already ran {last['phase_epoch']} "
+                         f"epochs of its last phase ({phase['name']}); give more to train it on")
+    (out_dir / "test_metrics.json").unlink()
+    log(f"reopening the finished run in {out_dir} after epoch {last['global_epoch']}: its test_metrics.json is "
+        "remade when the longer run ends")
 
 
 def _git_commit() -> str | None:
@@ -280,7 +302,7 @@ def train(recipe: dict | None, options: RunOptions) -> dict:
     out_dir = Path(options.out_dir)
     log = (lambda *a: print(*a, flush=True)) if procs.is_main else (lambda *a: None)
     if procs.is_main:
-        prepare_run_folder(out_dir, options.resume, options.force)
+        prepare_run_folder(out_dir, options.resume, options.force, options.resume_epochs, log)
     procs.barrier()
 
     recipe, resumed, changes = _recipe_to_run(recipe, options, out_dir, log)

@@ -232,7 +232,7 @@ class EarlyStopping:
 
 # ---------------------------------------------------------------- the run folder
 
-def prepare_run_folder(out_dir: Path, resume: bool, force: bool, resume_epochs: int | None = None, log=print) -> None:
+def prepare_run_folder(out_dir: Path, resume: bool, force: bool, resume_epochs: int | None, log) -> None:
     """Refuse to overwrite a finished run (without --force) or silently restart an unfinished one; --resume
     --epochs N on a finished run reopens it for more epochs."""
     finished = (out_dir / "test_metrics.json").exists()

@@ -113,6 +113,12 @@ class AgeGenderModel(nn.Module):
         ``allow_download``); returns where they came from."""
         raise ValueError(f"{self.model_name} declares no pretrained weights; train it from scratch (backbone none)")
 
+    @property
+    def file_stem(self) -> str:
+        """How exported files of this model begin (``<stem>_int8.tflite``); variants that change the network
+        override it, so a Lite1 export is not named after Lite0."""
+        return self.model_name
+
     def config(self) -> dict:
         """What a checkpoint needs to rebuild this model with ``create_model``."""
         return {"name": self.model_name, "options": dict(self.options), "input_spec": self.input_spec.to_dict()}

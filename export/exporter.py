@@ -194,7 +194,7 @@ def export_model(checkpoint: Path, out_dir: Path, formats: list[str], precisions
     check_export_request(out_dir, formats, precisions, calib_images, parity_images)
     model, payload = load_model(checkpoint)
     checkpoint_sha256 = sha256_file(checkpoint)
-    wanted = [(fmt, precision, f"{payload['model']['name']}_{precision}{format_table.get(fmt).suffix}")
+    wanted = [(fmt, precision, f"{model.file_stem}_{precision}{format_table.get(fmt).suffix}")
               for fmt in formats for precision in format_table.get(fmt).variants(precisions)]
     split_file = run_dir / "split.json" if run_dir is not None and (run_dir / "split.json").is_file() else None
     kept = plan_output(out_dir, checkpoint_sha256, [name for _, _, name in wanted] + ([SPLIT_NAME] if split_file else []),

@@ -182,6 +182,18 @@ def test_re_export_keeps_other_variants_and_clean_starts_over(trained_runs, tmp_
     assert [f["file"] for f in json.loads((out / "manifest.json").read_text())["files"]] == ["custom_cnn_fp32.onnx"]
 
 
+def test_files_are_named_after_the_variant_that_was_trained(small_faces_dir, tmp_path):
+    """A Lite1 checkpoint gives efficientnet_lite1_* files, not names that say Lite0."""
+    run_dir, out = tmp_path / "lite1", tmp_path / "export"
+    assert main(["train", "--model", "efficientnet_lite0", "--model-options", "variant=lite1", "--data",
+                 str(small_faces_dir), "--epochs", "1", "--batch-size", "8", "--img-size", "32", "--device", "cpu",
+                 "--out", str(run_dir)]) == 0
+    assert main(["export", "--run", str(run_dir), "--out", str(out), "--formats", "onnx", "--precisions", "fp32",
+                 "--parity-images", "8"]) == 0
+    assert [f["file"] for f in json.loads((out / "manifest.json").read_text())["files"]] == ["efficientnet_lite1_fp32.onnx"]
+    assert (out / "efficientnet_lite1_fp32.onnx").is_file()
+
+
 def test_int8_parity_at_exactly_the_threshold_passes():
     """Two of 200 gender answers changing is exactly 1 point: at the limit, so pass (float rounding once failed it)."""
     from edge_age.export.exporter import parity

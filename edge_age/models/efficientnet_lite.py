@@ -137,6 +137,10 @@ class EfficientNetLite(AgeGenderModel):
             raise ValueError(f"frozen_blocks must be 0..{len(self.blocks)}, got {frozen_blocks}")
         self.frozen_blocks = frozen_blocks
 
+    @property
+    def file_stem(self) -> str:
+        return f"efficientnet_{self.variant}"
+
     def forward_features(self, x):
         return self.pool(self.head_conv(self.blocks(self.stem(x)))).flatten(1)
 

@@ -83,6 +83,26 @@ def test_frozen_blocks_keep_their_weights_and_batchnorm_statistics():
     assert {id(p) for p in groups["head"]} == {id(p) for p in [*model.age_head.parameters(), *model.gender_head.parameters()]}
 
 
+def test_drop_path_drops_residual_branches_in_training_only():
+    model = create_model("efficientnet_lite0", img_size=64, drop_path=0.5, dropout=0.0)
+    plain = create_model("efficientnet_lite0", img_size=64, dropout=0.0)
+    plain.load_state_dict(model.state_dict())
+    rates = [block.drop_path for block in model.blocks]
+    assert rates[0] == 0 and rates == sorted(rates) and rates[-1] == pytest.approx(0.5 * 15 / 16)
+    x = torch.rand(8, 3, 64, 64)
+    model.eval(), plain.eval()
+    with torch.no_grad():  # evaluation (and so every export) sees the plain network
+        torch.testing.assert_close(model(x)["age_logits"], plain(x)["age_logits"])
+        for net, differs in ((plain, False), (model, True)):  # only the drops make training passes differ
+            net.train()
+            torch.manual_seed(0)
+            first = net(x)["age_logits"]
+            torch.manual_seed(1)
+            assert torch.allclose(first, net(x)["age_logits"]) is not differs
+    with pytest.raises(ValueError, match="drop_path"):
+        create_model("efficientnet_lite0", img_size=64, drop_path=1.0)
+
+
 def test_gaussian_label_distribution():
     targets = gaussian_age_targets(torch.tensor([0.0, 30.0, 100.0]), sigma=2.0)
     torch.testing.assert_close(targets.sum(1), torch.ones(3))

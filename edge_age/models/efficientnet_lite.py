@@ -10,6 +10,8 @@ stride 1; for stride 2 on an even side, one more pixel at the bottom/right (an e
 exports see a plain PAD). Input sizes must be multiples of 16 (112 px gives a 4x4 last map).
 
 Heads, as MA-SFV2's: pooled 1280 features -> dropout -> 101 age logits (ages 0..100) and one gender logit.
+``drop_path`` is the reference's drop-connect (stochastic depth) on the residual blocks while training, its rate
+rising linearly with depth to ``drop_path`` at the last block; evaluation and exports never see it.
 The age is the median of the softmax over the bins (``age_output="median"``; ``"expectation"``, the mean, as
 MA-SFV2 reads it, is the other choice; ``edge_age.models.age_bins`` says why). Training uses a
 label-distribution loss on the logits plus L1 on the expectation.
@@ -81,18 +83,25 @@ class ConvBN(nn.Module):
 class MBConv(nn.Module):
     """Inverted residual: 1x1 expand -> depthwise kxk -> 1x1 project, identity skip when shapes match."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, expand: int, in_size: int):
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, expand: int, in_size: int,
+                 drop_path: float = 0.0):
         super().__init__()
         mid = in_ch * expand
         self.expand = ConvBN(in_ch, mid) if expand != 1 else None
         self.depthwise = ConvBN(mid, mid, kernel, stride, groups=mid, in_size=in_size)
         self.project = ConvBN(mid, out_ch, act=False)
         self.skip = stride == 1 and in_ch == out_ch
+        self.drop_path = drop_path
 
     def forward(self, x):
         y = self.expand(x) if self.expand is not None else x
         y = self.project(self.depthwise(y))
-        return x + y if self.skip else y
+        if not self.skip:
+            return y
+        if self.training and self.drop_path:  # drop the whole branch per sample, rescale the kept ones
+            keep = 1.0 - self.drop_path
+            y = y * torch.empty(y.shape[0], 1, 1, 1, dtype=y.dtype, device=y.device).bernoulli_(keep) / keep
+        return x + y
 
 
 class EfficientNetLite(AgeGenderModel):
@@ -101,7 +110,7 @@ class EfficientNetLite(AgeGenderModel):
     listed_variants = ({}, {"variant": "lite1"}, {"variant": "lite2"})
 
     def __init__(self, variant: str = "lite0", img_size: int = 128, dropout: float | None = None,
-                 frozen_blocks: int = 0, age_output: str = "median"):
+                 frozen_blocks: int = 0, age_output: str = "median", drop_path: float = 0.0):
         super().__init__()
         if age_output not in AGE_READOUTS:
             raise ValueError(f"efficientnet_lite age_output must be one of {', '.join(AGE_READOUTS)}, got {age_output!r}")
@@ -109,22 +118,26 @@ class EfficientNetLite(AgeGenderModel):
             raise ValueError(f"efficientnet_lite variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
         if img_size % 16 or img_size < 32:
             raise ValueError(f"efficientnet_lite needs an input size of at least 32 divisible by 16, got {img_size}")
+        if not 0 <= drop_path < 1:
+            raise ValueError(f"efficientnet_lite drop_path must be in [0, 1), got {drop_path}")
         width, depth, _, default_dropout = VARIANTS[variant]
         self.variant = variant
         self.pretrained_weights = WEIGHTS[variant]
         self.input_spec = InputSpec(size=img_size, mean=LITE_MEAN, std=LITE_STD)
         self.stem = ConvBN(3, 32, 3, 2, in_size=img_size)
         side = math.ceil(img_size / 2)
-        blocks = []
+        stages = []
         for index, (repeats, kernel, stride, expand, in_ch, out_ch) in enumerate(BLOCKS):
             fixed = index in (0, len(BLOCKS) - 1)  # Lite keeps the first and last stage's depth
             repeats = repeats if fixed else int(math.ceil(depth * repeats))
             in_ch = 32 if index == 0 else _round_filters(in_ch, width)
             out_ch = _round_filters(out_ch, width)
-            for repeat in range(repeats):
-                blocks.append(MBConv(in_ch if repeat == 0 else out_ch, out_ch, kernel, stride if repeat == 0 else 1,
-                                     expand, side))
-                side = math.ceil(side / stride) if repeat == 0 else side
+            stages += [(in_ch if repeat == 0 else out_ch, out_ch, kernel, stride if repeat == 0 else 1, expand)
+                       for repeat in range(repeats)]
+        blocks = []
+        for index, (in_ch, out_ch, kernel, stride, expand) in enumerate(stages):
+            blocks.append(MBConv(in_ch, out_ch, kernel, stride, expand, side, drop_path * index / len(stages)))
+            side = math.ceil(side / stride)
         self.blocks = nn.Sequential(*blocks)
         self.head_conv = ConvBN(out_ch, 1280)
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -211,7 +224,7 @@ def _reference_key_to_ours(key: str) -> str | None:
 
 @register_model
 def efficientnet_lite0(img_size: int = 128, dropout: float | None = None, frozen_blocks: int = 0,
-                       variant: str = "lite0", age_output: str = "median") -> EfficientNetLite:
+                       variant: str = "lite0", age_output: str = "median", drop_path: float = 0.0) -> EfficientNetLite:
     """EfficientNet-Lite0 by default; ``variant=lite1|lite2`` for the wider, deeper ones."""
     return EfficientNetLite(variant=variant, img_size=img_size, dropout=dropout, frozen_blocks=frozen_blocks,
-                            age_output=age_output)
+                            age_output=age_output, drop_path=drop_path)

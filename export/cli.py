@@ -6,7 +6,7 @@ from pathlib import Path
 
 from edge_age import formats
 from edge_age.cli_args import csv_list, positive_int
-from edge_age.export.exporter import export_model, resolve_checkpoint
+from edge_age.export.exporter import DEFAULT_PARITY_IMAGES, export_model, resolve_checkpoint
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precisions", type=csv_list, default=formats.all_precisions(),
                         help=",".join(formats.all_precisions()) + " (int8 gives every int8 variant a format offers)")
     parser.add_argument("--calib-images", type=positive_int, default=256, help="real training images for int8 calibration")
-    parser.add_argument("--parity-images", type=positive_int, default=200, help="real test images for the parity check")
+    parser.add_argument("--parity-images", type=positive_int, default=DEFAULT_PARITY_IMAGES,
+                        help="real test images for the parity check (topped up from validation if the test split is smaller)")
     parser.add_argument("--data", help="image folder (default: the run's data folder)")
     parser.add_argument("--out", help="export folder (default exports/RUN_NAME); an earlier export of the same "
                         "checkpoint there keeps the variants this run does not redo")

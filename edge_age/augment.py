@@ -41,8 +41,17 @@ def phone_augmentation() -> nn.Module:
     )
 
 
+def phone_occlusion_augmentation() -> nn.Module:
+    """The phone's jitter, then, on half the faces, a grey rectangle over 2-20% of the crop: what hands, phones,
+    hair and glasses hide in selfies. It makes the model read age from the whole face, not one patch."""
+    return K.AugmentationSequential(
+        *phone_augmentation().children(),
+        K.RandomErasing(scale=(0.02, 0.2), ratio=(0.3, 3.3), value=0.5, p=0.5),
+    )
+
+
 AUGMENTATIONS = {"coursework": coursework_augmentation, "paper": paper_augmentation, "phone": phone_augmentation,
-                 "none": None}
+                 "phone-occlusion": phone_occlusion_augmentation, "none": None}
 
 
 def build_augmentation(name: str) -> nn.Module | None:

@@ -97,5 +97,8 @@ def machine_line(machine: dict) -> str:
 
 
 def machine_slug(machine: dict) -> str:
-    name = machine["gpu"] or f"cpu-{machine['cores']}core"
+    """A file-name stem per machine kind: the GPU, or the CPU model and core count, so that figures measured on an
+    AMD and an Intel 2-core VM land in different files (e.g. ``intel-xeon-processor-2core``)."""
+    cpu = re.sub(r"\((r|tm)\)", "", machine["cpu"].lower())
+    name = machine["gpu"] or f"{cpu}-{machine['cores']}core"
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")

@@ -18,6 +18,7 @@ import pytest
 from edge_age.benchmark.devices import (AdbDevice, DeviceError, elf_abi, open_device, parse_adb_devices,
                                         parse_benchmark_model)
 from edge_age.cli import main
+from edge_age.machine import cpu_flags, int8_summary
 
 
 # benchmark_model's log for one model, laid out line for line as LiteRT's benchmark tool prints it
@@ -311,7 +312,7 @@ def test_benchmark_report_puts_board_rows_beside_the_host(ssh_board, export_dir,
     assert unreachable and all(r["status"] == "device unavailable" and "cannot reach" in r["note"] for r in unreachable)
     report = (out / "report.md").read_text()
     assert "## On devices (model-only timing)" in report and spec in report and "device unavailable" in report
-    assert "int8: VNNI" in report or "int8: AVX2" in report or "int8: " in report  # the machine's int8 instructions
+    assert f"int8: {int8_summary(cpu_flags(Path('/proc/cpuinfo').read_text()))}" in report  # the board's (this CPU's)
     assert (out / "latency_by_device.png").read_bytes()[:4] == b"\x89PNG"
     assert "## Accuracy by age band" in report and "## Cold start and memory" in report
     crossed = [t["litert_benchmark"] for r in results["rows"] for t in r.get("latency", {}).values()

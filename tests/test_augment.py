@@ -5,17 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from edge_age.augment import AUGMENTATIONS, build_augmentation
+from edge_age.images import load_for_model
 
 
 @pytest.fixture(scope="module")
 def real_faces(small_faces_dir) -> torch.Tensor:
     """32 real UTKFace chips at 128 px as NCHW floats in [0, 1]."""
     files = sorted(small_faces_dir.iterdir())[:32]
-    images = [np.asarray(Image.open(f).convert("RGB").resize((128, 128)), dtype=np.float32) / 255 for f in files]
-    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+    images = np.stack([load_for_model(f, 128) for f in files]).astype(np.float32) / 255
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
 
 
 def _occluded_share(images: torch.Tensor) -> torch.Tensor:

@@ -91,7 +91,7 @@ QUICK_RECIPES: dict[str, dict] = {
     "efficientnet_lite0": {
         **copy.deepcopy(RECIPES["phone"]), "img_size": 96,
         "phases": [{**RECIPES["phone"]["phases"][0], "epochs": 3}],
-        "reduced": "96x96 input instead of 128, 3 epochs instead of 15",
+        "reduced": "96x96 input instead of 128, 3 epochs instead of 10",
     },
 }
 

@@ -84,6 +84,25 @@ def test_overrides_are_recorded_and_finished_runs_are_not_overwritten(small_face
     assert _train([*args, "--force"]) == 0
 
 
+def test_no_test_keeps_the_test_split_unscored_until_a_resume(small_faces_dir, tmp_path, capsys):
+    run_dir = tmp_path / "blind"
+    common = ["--model", "custom_cnn", "--data", str(small_faces_dir), "--epochs", "2", "--out", str(run_dir), *SMALL]
+    assert _train([*common, "--no-test"]) == 0
+    assert (run_dir / "best.pt").is_file() and not (run_dir / "test_metrics.json").exists()
+    printed = capsys.readouterr().out
+    assert "test split is not scored (--no-test)" in printed and "test (" not in printed
+    assert _train(common) == 2  # not overwritten, and the message says how to finish it
+    assert "a trained run whose test split is not scored yet (score it with --resume)" in capsys.readouterr().err
+    assert _train([*common, "--resume", "--no-test"]) == 2
+    assert "nothing to do" in capsys.readouterr().err
+    best_before = (run_dir / "best.pt").read_bytes()
+    assert _train([*common, "--resume"]) == 0
+    assert re.search(r"^test \(6 images, best epoch [12]\)", capsys.readouterr().out, re.M)
+    test = json.loads((run_dir / "test_metrics.json").read_text())
+    assert test["n"] == 6 and [r["epoch"] for r in _rows(run_dir)] == ["1", "2"]  # scored, not trained on
+    assert (run_dir / "best.pt").read_bytes() == best_before
+
+
 def test_kill_and_resume_continues_epochs_optimizer_and_metrics(small_faces_dir, tmp_path):
     common = ["--model", "custom_cnn", "--data", str(small_faces_dir), "--epochs", "6", *SMALL]
     reference = tmp_path / "reference"

@@ -76,6 +76,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="seed of the split, initial weights and augmentation (default 0)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
     parser.add_argument("--force", action="store_true", help="overwrite a run folder that already holds a run")
+    parser.add_argument("--no-test", action="store_true",
+                        help="train without scoring the test split, to choose between runs on validation alone; "
+                        "a later --resume (without --no-test) scores it")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (GPU)")
     parser.add_argument("--workers", type=non_negative_int, default=0,
                         help="data-loader worker processes (0: in the main process)")
@@ -115,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
     options = RunOptions(out_dir=out_dir, data=args.data, labels_csv=args.labels, device=args.device,
                          seed=args.seed if args.seed is not None else 0,
                          resume=args.resume, force=args.force, compile=args.compile, workers=args.workers,
-                         backbone_weights=args.backbone_weights, pretrained=args.pretrained, split_file=args.split)
+                         backbone_weights=args.backbone_weights, pretrained=args.pretrained, split_file=args.split,
+                         score_test=not args.no_test)
     train(recipe, options)
     return 0
 
@@ -135,7 +139,8 @@ def _resume(args: argparse.Namespace) -> int:
                          f"{'; '.join(differing)}. Only --epochs can change on --resume; for other settings start a "
                          "new run (--out)")
     options = RunOptions(out_dir=Path(args.out), data=args.data, labels_csv=args.labels, device=args.device,
-                         resume=True, compile=args.compile, workers=args.workers, resume_epochs=args.epochs)
+                         resume=True, compile=args.compile, workers=args.workers, resume_epochs=args.epochs,
+                         score_test=not args.no_test)
     train(None, options)
     return 0
 

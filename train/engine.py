@@ -64,6 +64,7 @@ class RunOptions:
     eval_batch_size: int = 128
     resume_epochs: int | None = None  # --resume --epochs N: the resumed run's phases last N epochs
     split_file: str | None = None  # --split: train on this split.json's parts instead of drawing one from the seed
+    score_test: bool = True  # False (--no-test): keep the test split unscored until a later --resume, to choose blind
 
 
 # ---------------------------------------------------------------- devices and processes
@@ -232,9 +233,11 @@ class EarlyStopping:
 
 # ---------------------------------------------------------------- the run folder
 
-def prepare_run_folder(out_dir: Path, resume: bool, force: bool, resume_epochs: int | None, log) -> None:
+def prepare_run_folder(out_dir: Path, resume: bool, force: bool, resume_epochs: int | None, log,
+                       score_test: bool = True) -> None:
     """Refuse to overwrite a finished run (without --force) or silently restart an unfinished one; --resume
-    --epochs N on a finished run reopens it for more epochs."""
+    --epochs N on a finished run reopens it for more epochs. A run trained with --no-test is not finished until
+    a --resume scores its test split."""
     finished = (out_dir / "test_metrics.json").exists()
     started = (out_dir / "last.pt").exists()
     if resume:
@@ -242,14 +245,34 @@ def prepare_run_folder(out_dir: Path, resume: bool, force: bool, resume_epochs: 
             raise FileNotFoundError(f"--resume: no last.pt in {out_dir}; start the run without --resume")
         if finished:
             _reopen_finished_run(out_dir, resume_epochs, log)
+        elif not score_test and _trained_through(out_dir, resume_epochs):
+            raise ValueError(f"--resume --no-test: the run in {out_dir} has trained all its epochs, so there is "
+                             "nothing to do; drop --no-test to score its test split, or add --epochs N to train on")
         return
     if (finished or started) and not force:
-        state = "a finished run" if finished else "an unfinished run (continue it with --resume)"
+        if finished:
+            state = "a finished run"
+        elif _trained_through(out_dir):
+            state = "a trained run whose test split is not scored yet (score it with --resume)"
+        else:
+            state = "an unfinished run (continue it with --resume)"
         raise FileExistsError(f"{out_dir} already holds {state}; pass --force to overwrite it or choose another --out")
     if force:
         for name in RUN_FILES:
             (out_dir / name).unlink(missing_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _trained_through(out_dir: Path, epochs: int | None = None) -> bool:
+    """Whether last.pt ends its recipe: the last phase ran all its epochs (``epochs``: as --resume --epochs
+    would set them) or stopped early."""
+    last = load_checkpoint(out_dir / "last.pt")
+    phases = last["recipe"]["phases"]
+    if last["phase_index"] < len(phases) - 1:
+        return False
+    stopper = EarlyStopping((phases[-1].get("early_stopping") or {}).get("patience"))
+    stopper.load_state_dict(last["early_stopping"])
+    return last["phase_epoch"] >= (epochs or phases[-1]["epochs"]) or stopper.should_stop
 
 
 def _reopen_finished_run(out_dir: Path, epochs: int | None, log) -> None:
@@ -296,13 +319,14 @@ def _write_metrics(path: Path, rows: list[dict]) -> None:
 # ---------------------------------------------------------------- the loop
 
 def train(recipe: dict | None, options: RunOptions) -> dict:
-    """Run a recipe, or resume the one stored in the run (``recipe`` None); returns the test metrics.
+    """Run a recipe, or resume the one stored in the run (``recipe`` None); returns the test metrics ({} when
+    options.score_test is False).
     Rank 0 writes everything under options.out_dir."""
     procs, device = start_processes(options.device)
     out_dir = Path(options.out_dir)
     log = (lambda *a: print(*a, flush=True)) if procs.is_main else (lambda *a: None)
     if procs.is_main:
-        prepare_run_folder(out_dir, options.resume, options.force, options.resume_epochs, log)
+        prepare_run_folder(out_dir, options.resume, options.force, options.resume_epochs, log, options.score_test)
     procs.barrier()
 
     recipe, resumed, changes = _recipe_to_run(recipe, options, out_dir, log)
@@ -431,7 +455,12 @@ def train(recipe: dict | None, options: RunOptions) -> dict:
         resumed = None
 
     _check_ranks_agree(model, procs, device, log)
-    result = _evaluate_test(out_dir, data, split, options, device, procs, log)
+    if options.score_test:
+        result = _evaluate_test(out_dir, data, split, options, device, procs, log)
+    else:
+        result = {}
+        log(f"trained; the test split is not scored (--no-test). Choose on the validation figures, then score it "
+            f"once: edge-age train --resume --out {out_dir}")
     if procs.world > 1:
         dist.destroy_process_group()
     return result

@@ -97,7 +97,8 @@ def test_no_test_keeps_the_test_split_unscored_until_a_resume(small_faces_dir, t
     assert "nothing to do" in capsys.readouterr().err
     best_before = (run_dir / "best.pt").read_bytes()
     assert _train([*common, "--resume"]) == 0
-    assert re.search(r"^test \(6 images, best epoch [12]\)", capsys.readouterr().out, re.M)
+    printed = capsys.readouterr().out
+    assert re.search(r"^test \(6 images, best epoch [12]\)", printed, re.M) and "\nphase " not in printed
     test = json.loads((run_dir / "test_metrics.json").read_text())
     assert test["n"] == 6 and [r["epoch"] for r in _rows(run_dir)] == ["1", "2"]  # scored, not trained on
     assert (run_dir / "best.pt").read_bytes() == best_before

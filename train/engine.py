@@ -405,8 +405,9 @@ def train(recipe: dict | None, options: RunOptions) -> dict:
                 scheduler.load_state_dict(resumed["scheduler"])
             stopper.load_state_dict(resumed["early_stopping"])
             phase_epoch = resumed["phase_epoch"]
-        log(f"phase {phase['name']}: {phase['epochs']} epochs, lr {phase['lr']}, trainable {phase['trainable']}, "
-            f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,} trainable parameters")
+        if phase_epoch < phase["epochs"] and not stopper.should_stop:  # a run trained through has nothing to say
+            log(f"phase {phase['name']}: {phase['epochs']} epochs, lr {phase['lr']}, trainable {phase['trainable']}, "
+                f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,} trainable parameters")
 
         while phase_epoch < phase["epochs"] and not stopper.should_stop:
             phase_epoch += 1

@@ -405,7 +405,7 @@ def train(recipe: dict | None, options: RunOptions) -> dict:
                 scheduler.load_state_dict(resumed["scheduler"])
             stopper.load_state_dict(resumed["early_stopping"])
             phase_epoch = resumed["phase_epoch"]
-        if phase_epoch < phase["epochs"] and not stopper.should_stop:  # a run trained through has nothing to say
+        if phase_epoch < phase["epochs"] and not stopper.should_stop:  # not for a phase resumed at its end
             log(f"phase {phase['name']}: {phase['epochs']} epochs, lr {phase['lr']}, trainable {phase['trainable']}, "
                 f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,} trainable parameters")
 

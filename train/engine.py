@@ -270,9 +270,15 @@ def _trained_through(out_dir: Path, epochs: int | None = None) -> bool:
     phases = last["recipe"]["phases"]
     if last["phase_index"] < len(phases) - 1:
         return False
-    stopper = EarlyStopping((phases[-1].get("early_stopping") or {}).get("patience"))
+    return last["phase_epoch"] >= (epochs or phases[-1]["epochs"]) or _early_stopper(last).should_stop
+
+
+def _early_stopper(last: dict) -> EarlyStopping:
+    """The early-stopping state of the phase a last.pt was saved in."""
+    phase = last["recipe"]["phases"][last["phase_index"]]
+    stopper = EarlyStopping((phase.get("early_stopping") or {}).get("patience"))
     stopper.load_state_dict(last["early_stopping"])
-    return last["phase_epoch"] >= (epochs or phases[-1]["epochs"]) or stopper.should_stop
+    return stopper
 
 
 def _reopen_finished_run(out_dir: Path, epochs: int | None, log) -> None:
@@ -283,8 +289,7 @@ def _reopen_finished_run(out_dir: Path, epochs: int | None, log) -> None:
                               "train it for more epochs, add --epochs N with N above the epochs of its last phase")
     last = load_checkpoint(out_dir / "last.pt")
     phase = last["recipe"]["phases"][last["phase_index"]]
-    stopper = EarlyStopping((phase.get("early_stopping") or {}).get("patience"))
-    stopper.load_state_dict(last["early_stopping"])
+    stopper = _early_stopper(last)
     if stopper.should_stop:
         raise ValueError(f"--resume --epochs {epochs}: the run in {out_dir} was stopped early (no lower validation "
                          f"loss for {stopper.patience} epochs), so more epochs would stop at once; start a new run")

@@ -104,6 +104,43 @@ def test_no_test_keeps_the_test_split_unscored_until_a_resume(small_faces_dir, t
     assert (run_dir / "best.pt").read_bytes() == best_before
 
 
+def test_mixup_blends_faces_and_labels_by_one_weight(small_faces_dir):
+    from edge_age.images import load_for_model
+    from edge_age.train.engine import compute_loss, gaussian_age_targets, mix_batch
+
+    paths = sorted(small_faces_dir.glob("*.jpg"))[:8]
+    x = torch.stack([torch.from_numpy(load_for_model(p, 64).copy()).permute(2, 0, 1).float() / 255 for p in paths])
+    ages, genders = torch.arange(8, dtype=torch.float32) * 10, torch.tensor([0.0, 1.0] * 4)
+    torch.manual_seed(3)
+    mixed, partner_ages, partner_genders, weight = mix_batch(x, ages, genders, alpha=0.4)
+    assert 0.5 <= weight <= 1 and sorted(partner_ages.tolist()) == ages.tolist()
+    partner = [ages.tolist().index(a) for a in partner_ages.tolist()]
+    assert torch.allclose(mixed, weight * x + (1 - weight) * x[partner], atol=1e-6)
+    assert partner_genders.tolist() == genders[partner].tolist()
+    # the two cross-entropies are linear in their targets: the mixed loss is the loss against blended targets
+    out = {"age_logits": torch.randn(8, 101), "gender_logit": torch.randn(8)}
+    weights = {"age_ldl": 1.0, "gender_bce": 1.0}
+    mixed_loss = (weight * compute_loss(out, ages, genders, weights, None)
+                  + (1 - weight) * compute_loss(out, partner_ages, partner_genders, weights, None))
+    blended = weight * gaussian_age_targets(ages, 2.0) + (1 - weight) * gaussian_age_targets(partner_ages, 2.0)
+    blended_gender = weight * genders + (1 - weight) * partner_genders
+    expected = (-(blended * torch.log_softmax(out["age_logits"], 1)).sum(1).mean()
+                + torch.nn.functional.binary_cross_entropy_with_logits(out["gender_logit"], blended_gender))
+    assert torch.allclose(mixed_loss, expected, atol=1e-5)
+
+
+def test_mixup_run_records_its_alpha_and_resume_keeps_it(small_faces_dir, tmp_path, capsys):
+    run_dir = tmp_path / "mixup"
+    common = ["--model", "efficientnet_lite0", "--data", str(small_faces_dir), "--out", str(run_dir), *SMALL]
+    assert _train([*common, "--epochs", "1", "--mixup", "0.2"]) == 0
+    recipe = json.loads((run_dir / "config.json").read_text())["recipe"]
+    assert recipe["mixup"] == 0.2 and recipe["overrides"]["mixup"] == 0.2
+    assert _train([*common, "--resume", "--epochs", "2", "--mixup", "0.4"]) == 2
+    assert "--mixup 0.4 differs from the stored 0.2" in capsys.readouterr().err
+    assert _train([*common, "--resume", "--epochs", "2"]) == 0
+    assert [r["epoch"] for r in _rows(run_dir)] == ["1", "2"] and float(_rows(run_dir)[1]["train_loss"]) > 0
+
+
 def test_kill_and_resume_continues_epochs_optimizer_and_metrics(small_faces_dir, tmp_path):
     common = ["--model", "custom_cnn", "--data", str(small_faces_dir), "--epochs", "6", *SMALL]
     reference = tmp_path / "reference"

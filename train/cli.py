@@ -17,7 +17,7 @@ from edge_age.train.recipes import RECIPES, apply_overrides, resolve_recipe
 
 # Flags that define what a run trains: with --resume they must repeat the stored values (only --epochs may change).
 RECIPE_FLAGS = ("recipe", "model", "batch_size", "img_size", "lr", "subset", "width", "augment", "loss", "model_options",
-                "backbone_weights", "pretrained", "seed", "label_sigma", "ema_decay", "lr_mult", "teacher",
+                "backbone_weights", "pretrained", "seed", "label_sigma", "ema_decay", "mixup", "lr_mult", "teacher",
                 "distill_weight", "split")
 
 
@@ -64,6 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-options", type=key_values, help="e.g. attention=false,age_output=regression")
     parser.add_argument("--label-sigma", type=positive_float, help="age_ldl: the Gaussian's width in years")
     parser.add_argument("--ema-decay", type=float_between(0, 1, low_included=True, high_included=False), help="average the weights with this decay (0: off)")
+    parser.add_argument("--mixup", type=float_between(0, 10, low_included=True), metavar="ALPHA",
+                        help="blend training faces and their labels in pairs, weights from Beta(ALPHA, ALPHA), e.g. "
+                        "0.2 (0: off; at most 10)")
     parser.add_argument("--lr-mult", type=key_values, help="learning-rate multiplier per parameter group, e.g. "
                         "backbone=0.3")
     parser.add_argument("--teacher", action="append", metavar="RUN",
@@ -98,7 +101,7 @@ def recipe_from_args(args: argparse.Namespace) -> dict:
                                     "augmentation": args.augment, "epochs": args.epochs, "lr": args.lr,
                                     "width": args.width, "model_options": args.model_options, "loss": args.loss,
                                     "label_sigma": args.label_sigma, "ema_decay": args.ema_decay,
-                                    "lr_mult": args.lr_mult, "distill": _distill(args)})
+                                    "mixup": args.mixup, "lr_mult": args.lr_mult, "distill": _distill(args)})
 
 
 def _distill(args: argparse.Namespace) -> dict | None:
@@ -152,7 +155,7 @@ def _differences(args: argparse.Namespace, recipe: dict, seed: int) -> list[str]
               "augment": recipe.get("augmentation"), "lr": recipe["phases"][0]["lr"],
               "width": recipe.get("model_options", {}).get("width"), "loss": recipe.get("loss"), "seed": seed,
               "label_sigma": recipe.get("label_sigma"), "ema_decay": recipe.get("ema_decay"),
-              "lr_mult": recipe["phases"][0].get("lr_mult")}
+              "mixup": recipe.get("mixup"), "lr_mult": recipe["phases"][0].get("lr_mult")}
     given = {flag: getattr(args, flag) for flag in RECIPE_FLAGS if getattr(args, flag) not in (None, False)}
     differing = []
     for flag, value in given.items():

@@ -152,6 +152,18 @@ def compute_loss(out: dict, ages: torch.Tensor, genders: torch.Tensor, weights: 
     return loss
 
 
+def mix_batch(x: torch.Tensor, ages: torch.Tensor, genders: torch.Tensor, alpha: float):
+    """Mixup (Zhang et al., ICLR 2018): every face of the batch blended with another one, by a weight drawn from
+    Beta(alpha, alpha) for the batch. Returns the blended images, each face's partner's labels and the weight of
+    its own; the loss is weight x loss(own labels) + (1 - weight) x loss(partner's), which for the
+    label-distribution and gender cross-entropies is the loss against the blended targets. A regulariser for a
+    model that learns the training faces by heart (train MAE falling far below validation MAE)."""
+    weight = float(torch.distributions.Beta(alpha, alpha).sample())
+    weight = max(weight, 1 - weight)  # a face's own labels weigh most, so the epoch's train MAE reads against them
+    partner = torch.randperm(len(x), device=x.device)
+    return weight * x + (1 - weight) * x[partner], ages[partner], genders[partner], weight
+
+
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 
@@ -421,7 +433,8 @@ def train(recipe: dict | None, options: RunOptions) -> dict:
             sampler.set_epoch(global_epoch)
             stats = _train_one_epoch(step_model, model, loader, augment, optimizer, recipe["loss"], device, amp_dtype,
                                      use_cuda, f"epoch {global_epoch}", procs.is_main, label_sigma=label_sigma,
-                                     batch_scheduler=batch_scheduler, ema=ema, teachers=teachers)
+                                     batch_scheduler=batch_scheduler, ema=ema, teachers=teachers,
+                                     mixup=recipe.get("mixup"))
             val_out = predict(eval_model, val_set.pixels, options.eval_batch_size, device)
             val_loss = _validation_loss(model, val_out, val_set, recipe["loss"], label_sigma)
             val = summarize(val_out["age"], val_set.data.ages, val_out["gender_prob"], val_set.data.genders)
@@ -602,11 +615,12 @@ def _validation_loss(model: AgeGenderModel, val_out: dict, val_set, loss_weights
 
 def _train_one_epoch(step_model, model, loader, augment, optimizer, loss_weights, device, amp_dtype, use_cuda,
                      desc, show_bar, max_steps: int | None = None, warmup_steps: int = 0, label_sigma: float = 2.0,
-                     batch_scheduler=None, ema=None, teachers=None) -> dict:
+                     batch_scheduler=None, ema=None, teachers=None, mixup: float | None = None) -> dict:
     """One pass over ``loader`` (or its first ``max_steps`` batches). Timing counts only the steps after
     ``warmup_steps``; on a GPU, running sums stay on the device so that a step never waits for the host.
     ``batch_scheduler`` steps after every batch, ``ema`` averages the weights after every batch; ``teachers``
-    (train.distill) answer each augmented batch for the loss's soft targets."""
+    (train.distill) answer each augmented batch for the loss's soft targets; ``mixup`` (alpha) blends the
+    augmented faces in pairs (mix_batch)."""
     from tqdm import tqdm
 
     model.train()
@@ -636,6 +650,8 @@ def _train_one_epoch(step_model, model, loader, augment, optimizer, loss_weights
         x = images.permute(0, 3, 1, 2).float().div_(255.0)
         if augment is not None:
             x = augment(x)
+        if mixup:
+            x, partner_ages, partner_genders, own_weight = mix_batch(x, ages, genders, mixup)
         x01, x = x, spec.normalize_float(x).contiguous(memory_format=torch.channels_last)
         t2 = time.perf_counter()
         soft_targets = teachers.soft_targets(x01, amp_dtype) if teachers is not None else None  # counts as compute
@@ -644,6 +660,9 @@ def _train_one_epoch(step_model, model, loader, augment, optimizer, loss_weights
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             out = step_model(x)
             loss = compute_loss(out, ages, genders, loss_weights, model, label_sigma, soft_targets)
+            if mixup:
+                loss = own_weight * loss + (1 - own_weight) * compute_loss(
+                    out, partner_ages, partner_genders, loss_weights, model, label_sigma, soft_targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

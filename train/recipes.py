@@ -15,7 +15,8 @@ from edge_age.registry import list_models
 # Optimiser: "adam" (default) or "adamw" with "weight_decay"; "lr_mult" scales the rate per parameter group
 # of the model (efficientnet_lite: backbone, head). Schedulers: {"type": "plateau", factor, patience, min_lr}
 # on validation loss, {"type": "step", every, gamma}, or {"type": "cosine", warmup_epochs} stepped per batch.
-# "ema_decay": validate, keep and test an exponential moving average of the weights.
+# "ema_decay": validate, keep and test an exponential moving average of the weights. "mixup": alpha of the Beta
+# distribution that blends training faces in pairs, labels too (train.engine.mix_batch); absent or None: off.
 # "backbone": "imagenet" starts from the weights the model declares (edge_age.pretrained).
 # Phases run one after another; "trainable" is "all", or what the model offers ("head" and "last10" for VGG16).
 # Optimiser, scheduler and early stopping restart with each phase.
@@ -127,7 +128,7 @@ PER_PHASE = ("epochs", "lr", "optimizer", "weight_decay", "scheduler")
 def apply_overrides(recipe: dict, overrides: dict) -> dict:
     """Apply the given overrides (None: not given) to a resolved recipe and record them under "overrides".
     Keys: batch_size, img_size, subset (a number or "all"), augmentation, width, model_options (merged), loss
-    (replaced), label_sigma, ema_decay (0: off), distill (train.distill.describe_teachers), and for every phase
+    (replaced), label_sigma, ema_decay (0: off), mixup (0: off), distill (train.distill.describe_teachers), and for every phase
     epochs, lr, lr_mult, optimizer, weight_decay and scheduler."""
     recorded = {}
     for key, value in overrides.items():
@@ -150,8 +151,8 @@ def apply_overrides(recipe: dict, overrides: dict) -> dict:
             recipe[key] = value
         elif key == "distill":
             recipe[key] = value
-        elif key == "ema_decay":
-            recipe[key] = value or None  # 0 switches the average off
+        elif key in ("ema_decay", "mixup"):
+            recipe[key] = value or None  # 0 switches them off
         else:
             raise ValueError(f"unknown recipe override {key!r}")
     recipe["overrides"] = recorded

@@ -253,7 +253,7 @@ def benchmark_model(exported: ExportedModel, scoring: Scoring, thread_counts: li
                 predicted = _child(["predict", str(variant["file"]), "--pixels", str(pixels_path), "--out", str(out_path)])
                 with np.load(out_path) as saved:
                     age, gender = saved["age"], saved["gender_prob"]
-                row.update(summarize(age, ages, gender, genders))
+                row.update(summarize(age, ages, gender, genders, intervals=True))
                 row["predict_peak_rss_mb"] = predicted["peak_rss_mb"]
                 for threads in thread_counts:
                     timing = _child(["latency", str(variant["file"]), "--inputs", str(inputs_path), "--threads",

@@ -11,7 +11,7 @@ from pathlib import Path
 from edge_age.benchmark.claims import PHONE_BUDGET, SEED_NUMBERS
 from edge_age.io import atomic_write_json, atomic_write_text
 from edge_age.machine import machine_line
-from edge_age.metrics import CS_MAX_ERROR
+from edge_age.metrics import CS_MAX_ERROR, INTERVAL_RESAMPLES, with_interval
 
 CSV_COLUMNS = ["device", "model", "family", "format", "precision", "status", "size_mb", "parameters", "gflops", "input_size",
                "n", "age_mae", "cs5", "gender_accuracy", "mae_change_vs_pytorch", "gender_change_points_vs_pytorch"]
@@ -104,7 +104,7 @@ def markdown(rows: list[dict], claims: list[dict], context: dict, plots: list[st
                      if r["status"] in ("failed parity", "export failed") and r.get("export_reason")})
     if notes:
         lines += ["", "Notes:"] + [f"- {n}" for n in notes]
-    lines += (band_section(rows) + speed_section(rows, context) + cross_check_section(rows, context) + ops_section(rows)
+    lines += (band_section(rows) + interval_section(rows) + speed_section(rows, context) + cross_check_section(rows, context) + ops_section(rows)
               + profile_section(rows, context)
               + device_section(rows, list(on_devices), threads[0]))
     lines += ["", "## The claims", ""]
@@ -142,6 +142,21 @@ def band_section(rows: list[dict]) -> list[str]:
         cells = [f"{r['bands'][b]['age_mae']:.2f} / {r['bands'][b]['gender_accuracy']:.3f}" if b in r["bands"] else "-"
                  for b in names]
         lines.append(f"| {r['model']} | {r['format']} | {r['precision']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def interval_section(rows: list[dict]) -> list[str]:
+    """Each row's accuracy with its 95% bootstrap interval over the test faces: a difference between two rows, or
+    between a row and a target, that is small against these widths is one this test set cannot settle."""
+    sure = [r for r in rows if r.get("ci95")]
+    if not sure:
+        return []
+    lines = ["", "## How sure: 95% intervals", "",
+             f"Each figure with its 95% percentile-bootstrap interval ({INTERVAL_RESAMPLES} resamples of the test faces, "
+             "seeded). Rows of one model share their faces, so compare them by the change columns above, not by these "
+             "widths.", "", "| model | format | precision | N | age MAE | CS(5) | gender acc |", "|" + " --- |" * 7]
+    lines += [f"| {r['model']} | {r['format']} | {r['precision']} | {r['n']} | {with_interval(r, 'age_mae')} | "
+              f"{with_interval(r, 'cs5', '.3f')} | {with_interval(r, 'gender_accuracy', '.3f')} |" for r in sure]
     return lines
 
 

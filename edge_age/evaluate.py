@@ -21,7 +21,7 @@ from edge_age.data import load_labelled
 from edge_age.faces import FaceAligner, largest
 from edge_age.images import resize_square
 from edge_age.io import atomic_write_json
-from edge_age.metrics import summarize
+from edge_age.metrics import summarize, with_interval
 from edge_age.predict import add_face_arguments, find_faces
 from edge_age.runtimes import open_model_file
 
@@ -81,9 +81,9 @@ def evaluate(model_path: str | Path, data_dir: str | Path, labels_csv: str | Pat
                "skipped_misnamed": len(labelled.skipped)}
     if found:
         metrics = summarize([r["age"] for r in found], [r["true_age"] for r in found],
-                            [r["p_female"] for r in found], [r["true_gender"] for r in found])
+                            [r["p_female"] for r in found], [r["true_gender"] for r in found], intervals=True)
         summary.update(age_mae=metrics["age_mae"], cs=metrics["cs"], cs5=metrics["cs5"],
-                       gender_accuracy=metrics["gender_accuracy"])
+                       gender_accuracy=metrics["gender_accuracy"], ci95=metrics["ci95"])
     summary["images"] = records
     return summary
 
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
           f"unreadable: {summary['unreadable']}")
     if summary["found"]:
         cs = " ".join(f"{e}:{s:.3f}" for e, s in summary["cs"].items())
-        print(f"  age MAE {summary['age_mae']:.3f} y | CS(5) {summary['cs5']:.3f} | gender accuracy "
-              f"{summary['gender_accuracy']:.3f}\n  CS(0..10) {cs}")
+        print(f"  age MAE {with_interval(summary, 'age_mae', '.3f')} y | CS(5) {with_interval(summary, 'cs5', '.3f')} | "
+              f"gender accuracy {with_interval(summary, 'gender_accuracy', '.3f')} (95% intervals)\n  CS(0..10) {cs}")
     print(f"  written: {out}")
     return 0

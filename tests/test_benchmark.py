@@ -55,6 +55,7 @@ def test_pipeline_trains_exports_and_reports_every_model(pipeline_dirs):
         assert timing["multiple_of_floor"] == pytest.approx(timing["latency_ms_median"] / timing["floor_ms"])
         assert timing["throughput_images_per_s"] > 0 and timing["peak_rss_mb"] > 50
         assert row["gflops"] > 0 and row["parameters"] > 0 and row["size_mb"] > 0
+        assert all(low <= row[metric] <= high for metric, (low, high) in row["ci95"].items()), row
         if row["format"] == "tflite":
             assert row["delegate_partitions"] >= 1 and sum(row["ops"].values()) > 0, row
             if row["precision"] in ("fp32", "int8"):  # XNNPACK takes the float and full-int8 graphs whole
@@ -73,7 +74,7 @@ def test_pipeline_trains_exports_and_reports_every_model(pipeline_dirs):
         assert len(list(csv.DictReader(handle))) == len(rows)
     report = (out / "report.md").read_text()
     assert "## The claims" in report and "MORPH2" in report and "Compute floor" in report and "partitions |" in report
-    assert "## Where the time goes" in report
+    assert "## Where the time goes" in report and "## How sure: 95% intervals" in report
     assert not (out / ".partial").exists()
 
 
@@ -181,6 +182,12 @@ def test_phone_model_targets_are_judged_on_the_apps_file_against_model_a(pipelin
         assert verdict == "holds for 5 of 6" and evidence[index].endswith(": missed"), (miss, evidence)
     verdict, evidence = judged(at_target, model_a_ms * 0.99)
     assert verdict == "holds for 5 of 6" and evidence[5].endswith(": missed")
+    # Each accuracy figure carries its interval and says whether the target lies inside it
+    near = {**at_target, "age_mae": 4.52, "ci95": {**app["ci95"], "age_mae": [4.36, 4.69]}}
+    verdict, evidence = judged(near, model_a_ms)
+    assert evidence[0].endswith("MAE 4.520 (4.360-4.690) (<= 4.500, inside the 95% interval): missed"), evidence
+    far = {**near, "ci95": {**app["ci95"], "age_mae": [4.51, 4.53]}}
+    assert judged(far, model_a_ms)[1][0].endswith("(<= 4.500, outside the 95% interval): missed")
     assert judge_claims(rows, "1", app_int8_sha256=None)[6]["verdict"] == "not measured"
 
 

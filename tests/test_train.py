@@ -44,6 +44,7 @@ def test_short_real_training_writes_the_whole_run_folder(model, extra, small_fac
     assert [r["epoch"] for r in rows] == ["1", "2"] and float(rows[0]["images_per_s"]) > 0
     test = json.loads((run_dir / "test_metrics.json").read_text())
     assert test["n"] == 6 and 0 <= test["gender_accuracy"] <= 1 and len(test["cs"]) == 11
+    assert all(low <= test[metric] <= high for metric, (low, high) in test["ci95"].items())
     config = json.loads((run_dir / "config.json").read_text())
     assert config["recipe"]["model"] == model and len(config["split_sha256"]) == 64
     best = load_checkpoint(run_dir / "best.pt")

@@ -31,7 +31,7 @@ from edge_age.inference import predict
 from edge_age.io import atomic_write_json, atomic_write_text, sha256_file
 from edge_age.machine import describe_machine, runtime_versions
 from edge_age.manifest import relative_to_folder
-from edge_age.metrics import summarize
+from edge_age.metrics import summarize, with_interval
 from edge_age.registry import AgeGenderModel, create_model
 from edge_age.train.curves import plot_learning_curves
 from edge_age.train.distill import load_teachers
@@ -713,15 +713,16 @@ def _evaluate_test(out_dir: Path, data, split, options: RunOptions, device, proc
     model.to(device)
     test_set = decoded_cache(apply_split(data, split, "test"), model.input_spec.size)
     out = predict(model, test_set.pixels, options.eval_batch_size, device)
-    result = summarize(out["age"], test_set.data.ages, out["gender_prob"], test_set.data.genders)
+    result = summarize(out["age"], test_set.data.ages, out["gender_prob"], test_set.data.genders, intervals=True)
     result["best_epoch"] = best["epoch"]
     result["age_output"] = getattr(model, "age_output", "age")
     for key in AGE_READINGS:
         if key in out:
             result[f"age_mae_{key.split('_')[1]}"] = float(np.abs(out[key] - test_set.data.ages).mean())
     atomic_write_json(out_dir / "test_metrics.json", result)
-    log(f"test ({result['n']} images, best epoch {result['best_epoch']}): age MAE {result['age_mae']:.2f}, "
-        f"CS(5) {result['cs5']:.3f}, gender accuracy {result['gender_accuracy']:.3f} -> {out_dir / 'test_metrics.json'}")
+    log(f"test ({result['n']} images, best epoch {result['best_epoch']}): age MAE {with_interval(result, 'age_mae')}, "
+        f"CS(5) {with_interval(result, 'cs5', '.3f')}, gender accuracy {with_interval(result, 'gender_accuracy', '.3f')} "
+        f"(95% intervals) -> {out_dir / 'test_metrics.json'}")
     return result
 
 

@@ -382,6 +382,22 @@ def _app_int8_sha256(assets: Path | None, log) -> str | None:
         return None
 
 
+def _app_against_model_a(rows: list[dict], app_sha256: str | None, runs: int, log) -> dict | None:
+    """The app's int8 file and model A's int8 TFLite timed in turns at one thread (timing.py --against), for the
+    phone-model targets' latency ratio; None when either was not measured here or the timing failed."""
+    from edge_age.benchmark.claims import phone_target_rows
+
+    app, model_a = phone_target_rows(rows, app_sha256)
+    if not (app and model_a and app.get("latency") and model_a.get("latency")):
+        return None
+    log(f"timing the app's int8 file and {model_a['model']}'s in turns (1 thread) ...")
+    try:
+        return _child(["turns", app["file"], "--against", model_a["file"], "--threads", "1", "--runs", str(runs)])
+    except RuntimeError as err:
+        log(f"  timing in turns failed: {err}; the latency ratio comes from the separate runs")
+        return None
+
+
 def _app_frames(device, files: list[Path], runs: int, threads: int, log) -> dict[str, dict]:
     """Whole-frame stage times from the demo app's benchmark mode, for the timed files the app ships."""
     if not getattr(device, "app_stages", False):
@@ -428,12 +444,14 @@ def run_benchmark(exported: list[ExportedModel], out_dir: Path, scoring: Scoring
     for row in rows:
         row["device"] = "host"
     on_devices = [r for device in devices for r in device_rows(device, exported, rows, thread_counts[0], runs, log)]
-    claims = judge_claims(rows, str(thread_counts[0]), app_int8_sha256=_app_int8_sha256(app_assets, log))
+    app_sha256 = _app_int8_sha256(app_assets, log)
+    in_turns = _app_against_model_a(rows, app_sha256, runs, log)
+    claims = judge_claims(rows, str(thread_counts[0]), app_int8_sha256=app_sha256, app_in_turns=in_turns)
     machine = describe_machine()
     context = {"machine": machine, "versions": machine["versions"], "thread_counts": thread_counts, "runs": runs,
                "batch": batch, "split": scoring.split, "limit": scoring.limit, "command": command,
                "scored_on": sorted({r["scored_on"] for r in rows if r.get("scored_on")}),
-               "peaks": {str(t): p for t, p in peaks.items()}}
+               "peaks": {str(t): p for t, p in peaks.items()}, "app_int8_against_model_a_in_turns": in_turns}
     write_results(out_dir, rows, claims, context, on_devices)
     for claim in claims:
         log(f"claim {claim['claim']}: {claim['verdict']} - {claim['evidence']}")

@@ -1,6 +1,7 @@
 """One measurement of one model file in a process of its own (so one runtime's threads never disturb another's).
 
     python -m edge_age.benchmark.measure latency FILE --inputs small.npy --threads N --runs R --batch 32
+    python -m edge_age.benchmark.measure turns FILE --against REFERENCE --threads N --runs R
     python -m edge_age.benchmark.measure predict FILE --pixels test_uint8.npy --out predictions.npz
     python -m edge_age.benchmark.measure peak - --threads N
     python -m edge_age.benchmark.measure profile FILE --threads N --runs R
@@ -11,7 +12,8 @@ already normalised float32 NCHW inputs: preprocessing stays outside the timed re
 test image (uint8 NHWC, normalised here as the file's own metadata says) and saves age and P(female). Both print one
 JSON line, with the process's peak resident memory. ``peak`` measures this CPU's compute ceiling for the
 benchmark's floor line: fp32 matrix products through torch and int8 ones through onnxruntime (MatMulInteger).
-``profile`` asks the file's format for its runtime's own per-op profile, summed by kind of work (where one exists).
+``turns`` times FILE and REFERENCE in turns in one process (timing.py) for a latency ratio that holds when the
+machine's speed drifts. ``profile`` asks the file's format for its runtime's own per-op profile, summed by kind of work (where one exists).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_age import formats
-from edge_age.benchmark.timing import RUNTIMES, peak_rss_mb, time_file
+from edge_age.benchmark.timing import RUNTIMES, peak_rss_mb, time_file, time_in_turns
 from edge_age.runtimes import open_model_file, open_runner
 
 WARMUP_RUNS = 10
@@ -102,9 +104,10 @@ def peak(threads: int, side: int = 1024, repeats: int = 10) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edge_age.benchmark.measure")
-    parser.add_argument("mode", choices=["latency", "predict", "peak", "profile"])
+    parser.add_argument("mode", choices=["latency", "turns", "predict", "peak", "profile"])
     parser.add_argument("file")
     parser.add_argument("--inputs", help="latency: normalised float32 NCHW .npy")
+    parser.add_argument("--against", help="turns: the reference file")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--batch", type=int, default=32)
@@ -116,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.mode == "profile":
         result = {"time_by_op_kind_us": formats.by_suffix(Path(args.file).suffix).time_by_op_kind(
             args.file, args.threads, args.runs)}
+    elif args.mode == "turns":
+        result = time_in_turns(args.file, args.against, args.threads, args.runs, WARMUP_RUNS)
     elif args.mode == "latency":
         result = latency(args.file, np.load(args.inputs), args.threads, args.runs, args.batch)
     else:

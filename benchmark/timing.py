@@ -8,6 +8,8 @@ statistics of batch-1 calls, and the process's peak resident memory, as one JSON
     python3 timing.py FILE --threads 1 --runs 100 --warmup 10 [--inputs normalised_nchw.npy]
 
 Without ``--inputs`` the file gets a fixed pseudo-random input of its own shape and type (model-only timing).
+``--against REFERENCE`` times FILE and REFERENCE in turns in one process instead and reports their ratio: on a
+shared machine whose speed drifts from minute to minute, a ratio of two separate runs drifts with it.
 """
 from __future__ import annotations
 
@@ -89,6 +91,7 @@ def _onnx(path: str, threads: int):
 
 
 RUNTIMES = {".tflite": _tflite, ".onnx": _onnx}
+TURN_ROUNDS = 30  # --against: each file's timed calls come in this many turns
 
 
 def time_file(path: str, threads: int, runs: int, warmup: int, inputs: np.ndarray | None = None,
@@ -128,6 +131,44 @@ def time_file(path: str, threads: int, runs: int, warmup: int, inputs: np.ndarra
             "peak_rss_mb": peak_rss_mb(), "model_only": True}
 
 
+def time_in_turns(path: str, reference: str, threads: int, runs: int, warmup: int,
+                  rounds: int = TURN_ROUNDS) -> dict:
+    """``path`` and ``reference`` loaded side by side and timed in turns, at least ``runs`` batch-1 calls each
+    spread over ``rounds`` rounds, so both see the same slow and fast minutes of the machine: the ratio of their
+    medians is the latency ratio, and the spread of per-round ratios shows how steady it was. Each turn starts
+    with one untimed call, which refills the caches the other model's turn evicted (an app runs one model)."""
+    calls = max(5, -(-runs // rounds))
+    runners = []
+    for file in (path, reference):
+        suffix = Path(file).suffix
+        if suffix not in RUNTIMES:
+            raise SystemExit(f"{file}: this timer runs {', '.join(RUNTIMES)} files, not {suffix!r}")
+        prepare, run = RUNTIMES[suffix](file, threads)
+        x = prepare(None)
+        for _ in range(warmup + 1):
+            run(x)
+        runners.append((run, x))
+    ms = [[], []]
+    per_round = []
+    for _ in range(rounds):
+        medians = []
+        for (run, x), times in zip(runners, ms):
+            run(x)
+            turn = []
+            for _ in range(calls):
+                started = time.perf_counter()
+                run(x)
+                turn.append((time.perf_counter() - started) * 1000)
+            times += turn
+            medians.append(float(np.median(turn)))
+        per_round.append(medians[0] / medians[1])
+    median_ms, reference_ms = float(np.median(ms[0])), float(np.median(ms[1]))
+    return {"tool": "edge-age timing.py, in turns", "threads": threads, "rounds": rounds, "calls_per_turn": calls,
+            "latency_ms_median": median_ms, "reference_latency_ms_median": reference_ms,
+            "ratio": median_ms / reference_ms, "ratio_per_round_p10": float(np.percentile(per_round, 10)),
+            "ratio_per_round_p90": float(np.percentile(per_round, 90))}
+
+
 def board_facts() -> dict:
     """What the board is: architecture, CPU, cores, the int8 features its CPU lists, runtime versions."""
     from importlib import metadata
@@ -161,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--inputs", help="normalised float32 NCHW .npy to feed (default: a fixed random input)")
+    parser.add_argument("--against", metavar="REFERENCE",
+                        help="time FILE and REFERENCE in turns in one process and report FILE's latency ratio to it")
     parser.add_argument("--facts", action="store_true", help="print what this machine is, and exit")
     args = parser.parse_args(argv)
     if args.facts:
@@ -168,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.file:
         parser.error("give a model file, or --facts")
+    if args.against:
+        print(json.dumps(time_in_turns(args.file, args.against, args.threads, args.runs, args.warmup)), flush=True)
+        return 0
     inputs = np.load(args.inputs) if args.inputs else None
     print(json.dumps(time_file(args.file, args.threads, args.runs, args.warmup, inputs)), flush=True)
     return 0

@@ -189,6 +189,51 @@ def test_phone_model_targets_are_judged_on_the_apps_file_against_model_a(pipelin
     far = {**near, "ci95": {**app["ci95"], "age_mae": [4.51, 4.53]}}
     assert judged(far, model_a_ms)[1][0].endswith("(<= 4.500, outside the 95% interval): missed")
     assert judge_claims(rows, "1", app_int8_sha256=None)[6]["verdict"] == "not measured"
+    # Timed in turns, the ratio judged is that one, whatever the separate runs said
+    in_turns = {"latency_ms_median": 3.0, "reference_latency_ms_median": 2.0, "ratio": 1.5, "ratio_per_round_p10": 1.4,
+                "ratio_per_round_p90": 1.6}
+    claim = judge_claims([at_target if r is app else dict(r, latency={"1": {"latency_ms_median": 1.0}})
+                          if r is model_a else r for r in rows], "1", app_int8_sha256=app["sha256"], app_in_turns=in_turns)[6]
+    separate = app["latency"]["1"]["latency_ms_median"] / 1.0
+    assert claim["evidence"].split("; ")[5] == (
+        f"3.00 ms at 1 thread against model A's 2.00 ms timed in turns = 1.50x (per round 1.40-1.60x, timed apart "
+        f"{separate:.2f}x) (<= 2x): met")
+
+
+def test_the_apps_file_and_model_a_are_timed_in_turns(pipeline_dirs, tmp_path):
+    """With the app's manifest naming a measured int8 file, the benchmark times it in turns with model A's int8 file
+    in one process and judges that ratio; here MA-SFV2's int8 TFLite stands in for the app's file."""
+    exports = pipeline_dirs["exports"].with_name("exports-in-turns")  # a sibling: the manifests' ../../runs still resolve
+    for name in ("custom_cnn-quick", "ma_sfv2-quick"):
+        shutil.copytree(pipeline_dirs["exports"] / name, exports / name)
+        manifest = json.loads((exports / name / "manifest.json").read_text())
+        manifest["files"] = [f for f in manifest["files"] if f["format"] == "tflite" and f["precision"] == "int8"]
+        (exports / name / "manifest.json").write_text(json.dumps(manifest))
+    app_file = next(f for f in json.loads((exports / "ma_sfv2-quick" / "manifest.json").read_text())["files"])
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    (assets / "manifest.json").write_text(json.dumps({"files": [{"precision": "int8", "sha256": app_file["sha256"]}]}))
+    try:
+        assert main(["benchmark", "--exports", str(exports), "--threads", "1", "--runs", "30", "--app-assets",
+                     str(assets), "--out", str(tmp_path / "r")]) == 0
+    finally:
+        shutil.rmtree(exports)
+    results = json.loads((tmp_path / "r" / "results.json").read_text())
+    in_turns = results["context"]["app_int8_against_model_a_in_turns"]
+    assert in_turns["rounds"] == 30 and in_turns["calls_per_turn"] == 5
+    assert in_turns["ratio"] == pytest.approx(in_turns["latency_ms_median"] / in_turns["reference_latency_ms_median"])
+    assert 0 < in_turns["ratio_per_round_p10"] <= in_turns["ratio_per_round_p90"]
+    latency_check = results["claims"][6]["evidence"].split("; ")[5]
+    assert f"timed in turns = {in_turns['ratio']:.2f}x" in latency_check, latency_check
+
+
+def test_timing_in_turns_refuses_a_file_it_cannot_run(pipeline_dirs, capsys):
+    from edge_age.benchmark.timing import main as timing_main
+
+    checkpoint = pipeline_dirs["runs"] / "custom_cnn-quick" / "best.pt"
+    tflite = pipeline_dirs["exports"] / "custom_cnn-quick" / "custom_cnn_int8.tflite"
+    with pytest.raises(SystemExit, match="this timer runs .tflite, .onnx files, not '.pt'"):
+        timing_main([str(tflite), "--against", str(checkpoint)])
 
 
 def test_the_apps_int8_digest_is_read_from_its_manifest(tmp_path):

@@ -220,7 +220,7 @@ def test_the_apps_file_and_model_a_are_timed_in_turns(pipeline_dirs, tmp_path):
         shutil.rmtree(exports)
     results = json.loads((tmp_path / "r" / "results.json").read_text())
     in_turns = results["context"]["app_int8_against_model_a_in_turns"]
-    assert in_turns["rounds"] == 30 and in_turns["calls_per_turn"] == 5
+    assert in_turns["rounds"] == 30 and in_turns["calls_per_turn"] == 10
     assert in_turns["ratio"] == pytest.approx(in_turns["latency_ms_median"] / in_turns["reference_latency_ms_median"])
     assert 0 < in_turns["ratio_per_round_p10"] <= in_turns["ratio_per_round_p90"]
     latency_check = results["claims"][6]["evidence"].split("; ")[5]

@@ -197,7 +197,8 @@ def _latency_against_model_a(app: dict, model_a: dict | None, in_turns: dict | N
     """The app file's one-thread latency as a multiple of model A's: timed in turns in one process when that was
     measured (steady on a machine whose speed drifts), else the ratio of the two rows' separate medians."""
     mine, theirs = _latency(app, "1"), _latency(model_a, "1")
-    separate = f"{mine:.2f} ms at 1 thread against model A's {theirs:.2f} ms = {mine / theirs:.2f}x" if mine and theirs else None
+    separate = (f"{mine:.2f} ms at 1 thread against model A's {theirs:.2f} ms = {mine / theirs:.2f}x"
+                if mine and theirs else None)
     if in_turns:
         ratio = in_turns["ratio"]
         return ratio <= at_most, (

@@ -13,7 +13,8 @@ test image (uint8 NHWC, normalised here as the file's own metadata says) and sav
 JSON line, with the process's peak resident memory. ``peak`` measures this CPU's compute ceiling for the
 benchmark's floor line: fp32 matrix products through torch and int8 ones through onnxruntime (MatMulInteger).
 ``turns`` times FILE and REFERENCE in turns in one process (timing.py) for a latency ratio that holds when the
-machine's speed drifts. ``profile`` asks the file's format for its runtime's own per-op profile, summed by kind of work (where one exists).
+machine's speed drifts. ``profile`` asks the file's format for its runtime's own per-op profile, summed by kind of
+work (where one exists).
 """
 from __future__ import annotations
 

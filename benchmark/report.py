@@ -104,8 +104,8 @@ def markdown(rows: list[dict], claims: list[dict], context: dict, plots: list[st
                      if r["status"] in ("failed parity", "export failed") and r.get("export_reason")})
     if notes:
         lines += ["", "Notes:"] + [f"- {n}" for n in notes]
-    lines += (band_section(rows) + interval_section(rows) + speed_section(rows, context) + cross_check_section(rows, context) + ops_section(rows)
-              + profile_section(rows, context)
+    lines += (band_section(rows) + interval_section(rows) + speed_section(rows, context)
+              + cross_check_section(rows, context) + ops_section(rows) + profile_section(rows, context)
               + device_section(rows, list(on_devices), threads[0]))
     lines += ["", "## The claims", ""]
     for claim in claims:
@@ -152,9 +152,10 @@ def interval_section(rows: list[dict]) -> list[str]:
     if not sure:
         return []
     lines = ["", "## How sure: 95% intervals", "",
-             f"Each figure with its 95% percentile-bootstrap interval ({INTERVAL_RESAMPLES} resamples of the test faces, "
-             "seeded). Rows of one model share their faces, so compare them by the change columns above, not by these "
-             "widths.", "", "| model | format | precision | N | age MAE | CS(5) | gender acc |", "|" + " --- |" * 7]
+             f"Each figure with its 95% percentile-bootstrap interval ({INTERVAL_RESAMPLES} resamples of the test "
+             "faces, seeded). Rows of one model share their faces, so compare them by the change columns above, not "
+             "by these widths.", "",
+             "| model | format | precision | N | age MAE | CS(5) | gender acc |", "|" + " --- |" * 7]
     lines += [f"| {r['model']} | {r['format']} | {r['precision']} | {r['n']} | {with_interval(r, 'age_mae')} | "
               f"{with_interval(r, 'cs5', '.3f')} | {with_interval(r, 'gender_accuracy', '.3f')} |" for r in sure]
     return lines

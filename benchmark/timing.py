@@ -134,9 +134,10 @@ def time_file(path: str, threads: int, runs: int, warmup: int, inputs: np.ndarra
 def time_in_turns(path: str, reference: str, threads: int, runs: int, warmup: int,
                   rounds: int = TURN_ROUNDS) -> dict:
     """``path`` and ``reference`` loaded side by side and timed in turns, at least ``runs`` batch-1 calls each
-    (10 per turn at least) spread over ``rounds`` rounds, so both see the same slow and fast minutes of the machine: the ratio of their
-    medians is the latency ratio, and the spread of per-round ratios shows how steady it was. Each turn starts
-    with one untimed call, which refills the caches the other model's turn evicted (an app runs one model)."""
+    (10 per turn at least) spread over ``rounds`` rounds, so both see the same slow and fast minutes of the
+    machine: the ratio of their medians is the latency ratio, and the spread of per-round ratios shows how steady
+    it was. Each turn starts with one untimed call, which refills the caches the other model's turn evicted (an
+    app runs one model)."""
     calls = max(10, -(-runs // rounds))
     runners = []
     for file in (path, reference):

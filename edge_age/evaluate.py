@@ -111,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
           f"unreadable: {summary['unreadable']}")
     if summary["found"]:
         cs = " ".join(f"{e}:{s:.3f}" for e, s in summary["cs"].items())
-        print(f"  age MAE {with_interval(summary, 'age_mae', '.3f')} y | CS(5) {with_interval(summary, 'cs5', '.3f')} | "
+        print(f"  age MAE {with_interval(summary, 'age_mae', '.3f')} y | "
+              f"CS(5) {with_interval(summary, 'cs5', '.3f')} | "
               f"gender accuracy {with_interval(summary, 'gender_accuracy', '.3f')} (95% intervals)\n  CS(0..10) {cs}")
     print(f"  written: {out}")
     return 0

@@ -192,8 +192,9 @@ def test_phone_model_targets_are_judged_on_the_apps_file_against_model_a(pipelin
     # Timed in turns, the ratio judged is that one, whatever the separate runs said
     in_turns = {"latency_ms_median": 3.0, "reference_latency_ms_median": 2.0, "ratio": 1.5, "ratio_per_round_p10": 1.4,
                 "ratio_per_round_p90": 1.6}
-    claim = judge_claims([at_target if r is app else dict(r, latency={"1": {"latency_ms_median": 1.0}})
-                          if r is model_a else r for r in rows], "1", app_int8_sha256=app["sha256"], app_in_turns=in_turns)[6]
+    edited = [at_target if r is app else dict(r, latency={"1": {"latency_ms_median": 1.0}}) if r is model_a else r
+              for r in rows]
+    claim = judge_claims(edited, "1", app_int8_sha256=app["sha256"], app_in_turns=in_turns)[6]
     separate = app["latency"]["1"]["latency_ms_median"] / 1.0
     assert claim["evidence"].split("; ")[5] == (
         f"3.00 ms at 1 thread against model A's 2.00 ms timed in turns = 1.50x (per round 1.40-1.60x, timed apart "
@@ -203,7 +204,8 @@ def test_phone_model_targets_are_judged_on_the_apps_file_against_model_a(pipelin
 def test_the_apps_file_and_model_a_are_timed_in_turns(pipeline_dirs, tmp_path):
     """With the app's manifest naming a measured int8 file, the benchmark times it in turns with model A's int8 file
     in one process and judges that ratio; here MA-SFV2's int8 TFLite stands in for the app's file."""
-    exports = pipeline_dirs["exports"].with_name("exports-in-turns")  # a sibling: the manifests' ../../runs still resolve
+    # A sibling of the pipeline's exports, so that the manifests' ../../runs paths still resolve
+    exports = pipeline_dirs["exports"].with_name("exports-in-turns")
     for name in ("custom_cnn-quick", "ma_sfv2-quick"):
         shutil.copytree(pipeline_dirs["exports"] / name, exports / name)
         manifest = json.loads((exports / name / "manifest.json").read_text())

@@ -721,8 +721,9 @@ def _evaluate_test(out_dir: Path, data, split, options: RunOptions, device, proc
             result[f"age_mae_{key.split('_')[1]}"] = float(np.abs(out[key] - test_set.data.ages).mean())
     atomic_write_json(out_dir / "test_metrics.json", result)
     log(f"test ({result['n']} images, best epoch {result['best_epoch']}): age MAE {with_interval(result, 'age_mae')}, "
-        f"CS(5) {with_interval(result, 'cs5', '.3f')}, gender accuracy {with_interval(result, 'gender_accuracy', '.3f')} "
-        f"(95% intervals) -> {out_dir / 'test_metrics.json'}")
+        f"CS(5) {with_interval(result, 'cs5', '.3f')}, "
+        f"gender accuracy {with_interval(result, 'gender_accuracy', '.3f')} (95% intervals) "
+        f"-> {out_dir / 'test_metrics.json'}")
     return result
 
 

@@ -27,9 +27,11 @@ PHONE_MODEL_TARGETS = {"age_mae_at_most": 4.5, "cs5_at_least": 0.68, "gender_acc
                        "size_mb_at_most": 5.0, "int8_mae_change_at_most": 0.1, "latency_vs_model_a_at_most": 2.0}
 
 
-def _reference(rows: list[dict], family: str) -> dict | None:
-    """The family's PyTorch row on the largest test set (then the lowest MAE): the model that represents it."""
-    candidates = [r for r in rows if r["family"] == family and r["format"] == "pytorch" and "age_mae" in r]
+def _reference(rows: list[dict], family: str, fmt: str = "pytorch", precision: str = "fp32") -> dict | None:
+    """The family's PyTorch row on the largest test set (then the lowest MAE): the model that represents it.
+    With another format, that format's row chosen the same way."""
+    candidates = [r for r in rows if r["family"] == family and r["format"] == fmt and r["precision"] == precision
+                  and "age_mae" in r]
     if not candidates:
         return None
     return sorted(candidates, key=lambda r: (-r["n"], r["age_mae"]))[0]
@@ -49,7 +51,9 @@ def phone_target_rows(rows: list[dict], app_int8_sha256: str | None) -> tuple[di
     the phone model's targets); each None when this run did not measure it."""
     app = next((r for r in rows if app_int8_sha256 and r.get("sha256") == app_int8_sha256 and "age_mae" in r), None)
     cnn = _reference(rows, "custom_cnn")
-    return app, _row(rows, cnn["model"], "tflite", "int8") if cnn else None
+    # Model A's checkpoint may be absent (an export folder copied away from its run): its int8 file still times
+    model_a = _row(rows, cnn["model"], "tflite", "int8") if cnn else _reference(rows, "custom_cnn", "tflite", "int8")
+    return app, model_a
 
 
 def judge_claims(rows: list[dict], threads: str, app_int8_sha256: str | None = None,

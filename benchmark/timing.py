@@ -9,7 +9,9 @@ statistics of batch-1 calls, and the process's peak resident memory, as one JSON
 
 Without ``--inputs`` the file gets a fixed pseudo-random input of its own shape and type (model-only timing).
 ``--against REFERENCE`` times FILE and REFERENCE in turns in one process instead and reports their ratio: on a
-shared machine whose speed drifts from minute to minute, a ratio of two separate runs drifts with it.
+shared machine whose speed drifts from minute to minute, a ratio of two separate runs drifts with it. One process's
+memory layout still moves a file's speed (by up to 25% on the AMD VM of 2026-12-06), so run it in a few fresh
+processes and take the median ratio, as ``edge-age benchmark`` does (five).
 """
 from __future__ import annotations
 

@@ -93,6 +93,14 @@ def _onnx(path: str, threads: int):
 
 
 RUNTIMES = {".tflite": _tflite, ".onnx": _onnx}
+
+
+def _opener(path: str):
+    """The runtime that opens ``path``, by its suffix; a clear exit for a file this timer cannot run."""
+    suffix = Path(path).suffix
+    if suffix not in RUNTIMES:
+        raise SystemExit(f"{path}: this timer runs {', '.join(RUNTIMES)} files, not {suffix!r}")
+    return RUNTIMES[suffix]
 TURN_ROUNDS = 30  # --against: each file's timed calls come in this many turns
 
 
@@ -102,10 +110,7 @@ def time_file(path: str, threads: int, runs: int, warmup: int, inputs: np.ndarra
     ``opener(path, threads) -> (prepare, run)`` times another kind of file the same way (the host's PyTorch
     reference); by default the file's suffix picks one of RUNTIMES."""
     if opener is None:
-        suffix = Path(path).suffix
-        if suffix not in RUNTIMES:
-            raise SystemExit(f"{path}: this timer runs {', '.join(RUNTIMES)} files, not {suffix!r}")
-        opener = RUNTIMES[suffix]
+        opener = _opener(path)
     started = time.perf_counter()
     prepare, run = opener(path, threads)
     load_ms = (time.perf_counter() - started) * 1000
@@ -143,10 +148,7 @@ def time_in_turns(path: str, reference: str, threads: int, runs: int, warmup: in
     calls = max(10, -(-runs // rounds))
     runners = []
     for file in (path, reference):
-        suffix = Path(file).suffix
-        if suffix not in RUNTIMES:
-            raise SystemExit(f"{file}: this timer runs {', '.join(RUNTIMES)} files, not {suffix!r}")
-        prepare, run = RUNTIMES[suffix](file, threads)
+        prepare, run = _opener(file)(file, threads)
         x = prepare(None)
         for _ in range(warmup + 1):
             run(x)

@@ -230,8 +230,13 @@ def export_model(checkpoint: Path, out_dir: Path, formats: list[str], precisions
     staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=out_dir))  # ours alone, removed at the end
     try:
         for fmt, precision, name in wanted:
-            entry = _export_variant(model, fmt, precision, name, staging, out_dir, calibration, embedded, int8_outputs,
-                                    reference, parity_inputs, labels)
+            workdir = staging / f"float-{fmt}"  # the format's float conversion, made once and shared by its variants
+            if not workdir.exists():  # a new format: the last one's float file (VGG16's: 0.5 GB) is done with
+                for done in staging.glob("float-*"):
+                    shutil.rmtree(done)
+                workdir.mkdir()
+            entry = _export_variant(model, fmt, precision, name, staging, workdir, out_dir, calibration, embedded,
+                                    int8_outputs, reference, parity_inputs, labels)
             manifest.files.append(entry)
             manifest.write()  # after every file, so an interrupted export keeps what it finished
     finally:
@@ -242,8 +247,8 @@ def export_model(checkpoint: Path, out_dir: Path, formats: list[str], precisions
     return manifest
 
 
-def _export_variant(model, fmt, precision, name, staging, out_dir, calibration, embedded, int8_outputs, reference,
-                    parity_inputs, labels) -> FileEntry:
+def _export_variant(model, fmt, precision, name, staging, workdir, out_dir, calibration, embedded, int8_outputs,
+                    reference, parity_inputs, labels) -> FileEntry:
     """Export one file into the staging folder, move it into place, and check it in its runtime."""
     size = model.input_spec.size
     spec = format_table.get(fmt)
@@ -255,7 +260,7 @@ def _export_variant(model, fmt, precision, name, staging, out_dir, calibration, 
     tmp_path, final_path = staging / name, out_dir / name
     try:
         options = {"int8_outputs": int8_outputs} if "int8_outputs" in spec.export_options else {}
-        spec.export(model, precision, calibration, tmp_path, embedded, **options)
+        spec.export(model, precision, calibration, tmp_path, embedded, workdir=workdir, **options)
     except Exception as err:  # one failing variant must not stop the others
         entry.reason = f"{type(err).__name__}: {str(err).strip()[:400]}"
         if isinstance(err, ImportError):

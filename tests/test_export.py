@@ -10,6 +10,7 @@ import torch
 from edge_age.cli import main
 from edge_age.io import sha256_file
 from edge_age.export.exporter import THRESHOLDS
+from edge_age.formats.deploy import float_conversion
 from edge_age.formats.onnx import onnx_time_by_op_kind
 from edge_age.formats.tflite import read_tflite_metadata, tflite_metadata_records, xnnpack_partitions
 from edge_age.formats import tflite_metadata
@@ -33,10 +34,30 @@ def trained_runs(small_faces_dir, tmp_path_factory):
     return runs
 
 
+def _counting(monkeypatch, owner, name: str, counts: dict) -> None:
+    """Count the calls of ``owner.name`` under the owner's module name (the real function still runs)."""
+    real = getattr(owner, name)
+
+    def counted(*args, **kwargs):
+        counts[owner.__name__] = counts.get(owner.__name__, 0) + 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+
+
 @pytest.mark.parametrize("model", list(TINY))
-def test_every_format_and_precision_is_exported_and_checked(model, trained_runs, tmp_path):
+def test_every_format_and_precision_is_exported_and_checked(model, trained_runs, tmp_path, monkeypatch):
+    import coremltools
+    import litert_torch
+
+    conversions = {}
+    for owner, name in ((torch.onnx, "export"), (litert_torch, "convert"), (coremltools, "convert")):
+        _counting(monkeypatch, owner, name, conversions)
     out = tmp_path / "export"
     main(["export", "--run", str(trained_runs[model]), "--out", str(out), "--calib-images", "16"])
+    # Each format traces the float model once for all its float and weight-quantised variants; TFLite's full int8
+    # file is a conversion of its own (a calibrated PT2E graph)
+    assert conversions == {"torch.onnx": 1, "litert_torch": 2, "coremltools": 1}, conversions
     manifest = json.loads((out / "manifest.json").read_text())
     variants = {(f["format"], f["precision"]): f for f in manifest["files"]}
     assert set(variants) == {("onnx", "fp32"), ("onnx", "fp16"), ("onnx", "int8"), ("tflite", "fp32"),
@@ -277,3 +298,22 @@ def test_native_load_lines_hidden_drops_only_the_known_startup_lines(capfd):
         os.write(2, b"ERROR: the model is not a valid Flatbuffer buffer\n")
     err = capfd.readouterr().err
     assert err == "ERROR: the model is not a valid Flatbuffer buffer\n"
+
+
+def test_a_float_conversion_is_shared_and_a_failed_one_leaves_nothing(tmp_path):
+    calls = []
+
+    def broken(path: Path):
+        path.write_bytes(b"half a model")
+        raise RuntimeError("converter crashed")
+
+    def working(path: Path):
+        calls.append(path)
+        path.write_bytes(b"model")
+
+    with pytest.raises(RuntimeError, match="converter crashed"):
+        float_conversion(tmp_path, "float.tflite", broken)
+    assert list(tmp_path.iterdir()) == []  # the next variant must not pick up half a file
+    first = float_conversion(tmp_path, "float.tflite", working)
+    assert float_conversion(tmp_path, "float.tflite", working) == first and first.read_bytes() == b"model"
+    assert len(calls) == 1

@@ -23,7 +23,9 @@ class Format:
     precisions: tuple[str, ...]  # what the exporter offers; "int8..." variants are judged by the int8 thresholds
     layout: str  # NCHW or NHWC input
     extra: str  # the pip extra that installs its libraries: pip install -e ".[extra]"
-    export: Callable  # export(model, precision, calibration, path, metadata, **options) -> None
+    # export(model, precision, calibration, path, metadata, workdir, **options) -> None; workdir lives for one
+    # export run of one model, where the format keeps the float conversion its other variants start from
+    export: Callable
     runner: type | None = None  # class(path, threads) -> Runner, or None where its files cannot run here
     not_runnable_because: str = ""  # why runner is None, in words
     check: Callable | None = None  # check(path, precision, size) -> dict with status/reason, where it cannot run

@@ -10,18 +10,18 @@ import numpy as np
 import torch
 
 from edge_age.formats import Format
-from edge_age.formats.deploy import OUTPUT_NAMES, DeployModel, require
+from edge_age.formats.deploy import OUTPUT_NAMES, DeployModel, float_conversion, require
 from edge_age.quiet import coreml_progress_hidden
 from edge_age.registry import AgeGenderModel
 
 PRECISIONS = ("fp16", "int8")
 
 
-def export_coreml(model: AgeGenderModel, precision: str, calibration: np.ndarray, path: Path, metadata: dict) -> None:
+def export_coreml(model: AgeGenderModel, precision: str, calibration: np.ndarray, path: Path, metadata: dict,
+                  workdir: Path) -> None:
     ct = require("coreml", "coremltools")
     spec = model.input_spec
     size = spec.size
-    exported = torch.export.export(DeployModel(model).eval(), (torch.zeros(1, 3, size, size),)).run_decompositions({})
     if len(set(spec.std)) == 1 and len(set(spec.mean)) == 1:
         # One scale for all channels: Core ML can take the camera image directly and normalise itself.
         scale = 1.0 / (255.0 * spec.std[0])
@@ -31,10 +31,17 @@ def export_coreml(model: AgeGenderModel, precision: str, calibration: np.ndarray
         model_input = ct.TensorType(name="image", shape=(1, 3, size, size))
     if precision not in PRECISIONS:
         raise ValueError(f"Core ML precision {precision!r} is not one of {PRECISIONS}")
+
+    def convert(fp16_path: Path) -> None:
+        exported = torch.export.export(DeployModel(model).eval(), (torch.zeros(1, 3, size, size),)).run_decompositions({})
+        with coreml_progress_hidden():
+            ct.convert(exported, inputs=[model_input], outputs=[ct.TensorType(name=n) for n in OUTPUT_NAMES],
+                       convert_to="mlprogram", compute_precision=ct.precision.FLOAT16,
+                       minimum_deployment_target=ct.target.iOS16, skip_model_load=True).save(str(fp16_path))
+
+    fp16_path = float_conversion(workdir, "float16.mlpackage", convert)
     with coreml_progress_hidden():
-        mlmodel = ct.convert(exported, inputs=[model_input], outputs=[ct.TensorType(name=n) for n in OUTPUT_NAMES],
-                             convert_to="mlprogram", compute_precision=ct.precision.FLOAT16,
-                             minimum_deployment_target=ct.target.iOS16, skip_model_load=True)
+        mlmodel = ct.models.MLModel(str(fp16_path), skip_model_load=True)
         if precision == "int8":
             optimize = ct.optimize.coreml
             config = optimize.OptimizationConfig(global_config=optimize.OpLinearQuantizerConfig(mode="linear_symmetric"))

@@ -6,6 +6,10 @@
 from __future__ import annotations
 
 import importlib
+import os
+import shutil
+from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -52,3 +56,25 @@ def require(extra: str, module: str):
         return importlib.import_module(module)
     except ImportError as err:
         raise ImportError(f"{module} is not installed ({err}); install it with: pip install -e \".[{extra}]\"") from None
+
+
+def float_conversion(workdir: Path, name: str, convert: Callable[[Path], None]) -> Path:
+    """The model's float file in one format, made once per export run and shared by that format's variants.
+
+    Tracing and converting the model is most of an export's time, and every float or weight-quantised variant
+    (fp32, fp16, int8-dynamic; ONNX int8 too) starts from the same float file. ``workdir`` lives for one export run
+    of one model (the exporter's staging folder), so the file can never belong to another model. ``convert(path)``
+    writes it; a conversion that fails leaves nothing behind for the next variant to pick up.
+    """
+    path = workdir / name
+    if not path.exists():
+        partial = workdir / f".partial-{name}"
+        try:
+            convert(partial)
+            os.replace(partial, path)
+        finally:
+            if partial.is_dir():
+                shutil.rmtree(partial)
+            elif partial.exists():
+                partial.unlink()
+    return path

@@ -10,22 +10,26 @@ import numpy as np
 import torch
 
 from edge_age.formats import Format
-from edge_age.formats.deploy import OUTPUT_NAMES, DeployModel, require
+from edge_age.formats.deploy import OUTPUT_NAMES, DeployModel, float_conversion, require
 from edge_age.registry import AgeGenderModel
 from edge_age.runtimes import ModelFileError, Runner
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
-def export_onnx(model: AgeGenderModel, precision: str, calibration: np.ndarray, path: Path, metadata: dict) -> None:
+def export_onnx(model: AgeGenderModel, precision: str, calibration: np.ndarray, path: Path, metadata: dict,
+                workdir: Path) -> None:
     onnx = require("onnx", "onnx")
     size = model.input_spec.size
-    with tempfile.TemporaryDirectory() as tmp:
-        fp32_path = Path(tmp) / "fp32.onnx"
+
+    def convert(fp32_path: Path) -> None:
         torch.onnx.export(DeployModel(model).eval(), (torch.zeros(1, 3, size, size),), str(fp32_path),
                           input_names=["image"], output_names=OUTPUT_NAMES,
                           dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, dynamo=True, verbose=False,
                           external_data=False)
+
+    fp32_path = float_conversion(workdir, "float.onnx", convert)
+    with tempfile.TemporaryDirectory() as tmp:
         proto = onnx.load(str(fp32_path))
         if precision == "fp16":
             float16 = require("onnx", "onnxconverter_common.float16")

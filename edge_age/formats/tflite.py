@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ from torch import nn
 from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
 
 from edge_age.formats import Format
-from edge_age.formats.deploy import OUTPUT_NAMES, DeployModel, Trunk, require
+from edge_age.formats.deploy import OUTPUT_NAMES, DeployModel, Trunk, float_conversion, require
 from edge_age.quiet import native_load_lines_hidden, quantizer_progress_hidden
 from edge_age.registry import AgeGenderModel
 from edge_age.runtimes import ModelFileError, Runner
@@ -25,7 +24,7 @@ PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
 
 
 def export_tflite(model: AgeGenderModel, precision: str, calibration: np.ndarray, path: Path, metadata: dict,
-                  int8_outputs: bool = False) -> None:
+                  workdir: Path, int8_outputs: bool = False) -> None:
     """``int8_outputs``: the full-integer file's outputs become int8 too (for NPUs that take only integer
     tensors); see INT8_OUTPUT_QUANTIZATION."""
     with native_load_lines_hidden():
@@ -35,7 +34,7 @@ def export_tflite(model: AgeGenderModel, precision: str, calibration: np.ndarray
     if precision == "int8":
         _tflite_full_int8(model, calibration, path, int8_outputs)
     else:
-        _tflite_float_or_dynamic(model, precision, sample, path)
+        _tflite_float_or_dynamic(model, precision, sample, path, workdir)
     embed_tflite_metadata(path, metadata)
 
 
@@ -72,23 +71,25 @@ def embed_tflite_metadata(path: Path, metadata: dict) -> None:
     path.write_bytes(builder.Output())
 
 
-def _tflite_float_or_dynamic(model: AgeGenderModel, precision: str, sample: tuple, path: Path) -> None:
+def _tflite_float_or_dynamic(model: AgeGenderModel, precision: str, sample: tuple, path: Path, workdir: Path) -> None:
     litert_torch = require("tflite", "litert_torch")
-    with tempfile.TemporaryDirectory() as tmp:
-        fp32_path = Path(tmp) / "fp32.tflite"
+    if precision not in ("fp32", "fp16", "int8-dynamic"):
+        raise ValueError(f"TFLite precision {precision!r} is not one of {PRECISIONS}")
+
+    def convert(fp32_path: Path) -> None:
         litert_torch.convert(DeployModel(model, channels_last_input=True).eval(), sample).export(str(fp32_path))
-        if precision == "fp32":
-            shutil.copyfile(fp32_path, path)
-        elif precision in ("fp16", "int8-dynamic"):
-            aeq_quantizer = require("tflite", "ai_edge_quantizer.quantizer")
-            aeq_recipe = require("tflite", "ai_edge_quantizer.recipe")
-            quantizer = aeq_quantizer.Quantizer(str(fp32_path))
-            quantizer.load_quantization_recipe(_FP16_RECIPE if precision == "fp16" else aeq_recipe.dynamic_wi8_afp32())
-            with quantizer_progress_hidden():  # its size/time report and bars are not an export's log
-                quantized = quantizer.quantize(enable_progress_report=bool(os.environ.get("EDGE_AGE_VERBOSE")))
-            quantized.export_model(str(path), overwrite=True)
-        else:
-            raise ValueError(f"TFLite precision {precision!r} is not one of {PRECISIONS}")
+
+    fp32_path = float_conversion(workdir, "float.tflite", convert)
+    if precision == "fp32":
+        shutil.copyfile(fp32_path, path)
+        return
+    aeq_quantizer = require("tflite", "ai_edge_quantizer.quantizer")
+    aeq_recipe = require("tflite", "ai_edge_quantizer.recipe")
+    quantizer = aeq_quantizer.Quantizer(str(fp32_path))
+    quantizer.load_quantization_recipe(_FP16_RECIPE if precision == "fp16" else aeq_recipe.dynamic_wi8_afp32())
+    with quantizer_progress_hidden():  # its size/time report and bars are not an export's log
+        quantized = quantizer.quantize(enable_progress_report=bool(os.environ.get("EDGE_AGE_VERBOSE")))
+    quantized.export_model(str(path), overwrite=True)
 
 
 # ai-edge-quantizer: weights cast to float16, computation in float32 (the classic "fp16 TFLite").

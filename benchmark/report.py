@@ -74,7 +74,8 @@ def markdown(rows: list[dict], claims: list[dict], context: dict, plots: list[st
              + f". Latency: batch 1, median and p90 over {context['runs']} timed runs after 10 warm-up runs, on "
              f"normalised inputs prepared outside the timed region, each runtime in its own process with a fixed thread "
              f"count; throughput at batch {context['batch']}. Peak memory: the measuring process's peak resident set "
-             "(runtime, model and Python together).", ""] + ([f"Note: {context['note']}.", ""] if context.get("note") else [])
+             "(Python, numpy, the runtime and the model together; an exported file's process loads no torch, the "
+             "PyTorch row's does).", ""] + ([f"Note: {context['note']}.", ""] if context.get("note") else [])
     peaks = context.get("peaks", {})
     if peaks:
         lines += ["## Compute floor", "",

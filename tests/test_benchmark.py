@@ -53,7 +53,7 @@ def test_pipeline_trains_exports_and_reports_every_model(pipeline_dirs):
         timing = row["latency"]["1"]
         assert timing["runs"] == 10 and 0 < timing["latency_ms_p10"] <= timing["latency_ms_median"] <= timing["latency_ms_p90"]
         assert timing["multiple_of_floor"] == pytest.approx(timing["latency_ms_median"] / timing["floor_ms"])
-        assert timing["throughput_images_per_s"] > 0 and timing["peak_rss_mb"] > 50
+        assert timing["throughput_images_per_s"] > 0 and timing["peak_rss_mb"] > 10
         assert row["gflops"] > 0 and row["parameters"] > 0 and row["size_mb"] > 0
         assert all(low <= row[metric] <= high for metric, (low, high) in row["ci95"].items()), row
         if row["format"] == "tflite":
@@ -64,6 +64,10 @@ def test_pipeline_trains_exports_and_reports_every_model(pipeline_dirs):
             assert sum(v for k, v in timing["time_by_op_kind_us"].items() if k.startswith("convolution")) > 0, row
         if row["format"] == "tflite" and row["precision"] == "int8":  # integer from the input to the float heads
             assert row["ops"].get("DEQUANTIZE") == 1, (row["model"], row["ops"])
+    for model in {r["model"] for r in rows}:  # a file's process runs it without torch: its memory is the file's own
+        reference = next(r for r in rows if r["model"] == model and r["format"] == "pytorch")
+        exported = [r for r in rows if r["model"] == model and r["format"] != "pytorch"]
+        assert all(r["latency"]["1"]["peak_rss_mb"] < reference["latency"]["1"]["peak_rss_mb"] - 100 for r in exported)
     assert [c["claim"] for c in results["claims"]] == [1, 2, 3, 4, 5, 6, 7]
     assert results["claims"][0]["verdict"] == "not measured" and "vgg16_transfer" in results["claims"][0]["evidence"]
     for claim in results["claims"][1:6]:  # the seeds' other claims have what they need, so they are judged with numbers

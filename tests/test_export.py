@@ -10,7 +10,7 @@ import torch
 from edge_age.cli import main
 from edge_age.io import sha256_file
 from edge_age.export.exporter import THRESHOLDS
-from edge_age.formats.deploy import float_conversion
+from edge_age.formats import float_conversion
 from edge_age.formats.onnx import onnx_time_by_op_kind
 from edge_age.formats.tflite import read_tflite_metadata, tflite_metadata_records, xnnpack_partitions
 from edge_age.formats import tflite_metadata
@@ -112,7 +112,7 @@ def _float_convolutions_onnxruntime_runs(path: Path) -> list[str]:
 def test_int8_outputs_option_gives_an_all_integer_tflite_file(trained_runs, tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
-    from edge_age.formats.tflite import INT8_OUTPUT_QUANTIZATION
+    from edge_age.formats.tflite_int8 import INT8_OUTPUT_QUANTIZATION
 
     out = tmp_path / "int8io"
     main(["export", "--run", str(trained_runs["custom_cnn"]), "--out", str(out), "--formats", "tflite",
@@ -245,7 +245,8 @@ def test_full_int8_concatenation_keeps_each_inputs_range(tmp_path):
     from litert_torch.quantize import quant_config
     from torch import nn
 
-    from edge_age.formats.tflite import int8_trunk, tflite_op_counts
+    from edge_age.formats.tflite import tflite_op_counts
+    from edge_age.formats.tflite_int8 import int8_trunk
 
     class Join(nn.Module):
         def __init__(self):

@@ -5,12 +5,21 @@ layout, the precisions it offers, how to export a model to it, how to run its fi
 why not), and which pip extra brings its libraries. The exporter, the parity check, the benchmark, ``predict``,
 ``evaluate``, the pipeline and the command-line choices all iterate this table, so a format missing from one of
 them cannot silently become "not measured". Modelled on Ultralytics' ``export_formats()``.
+
+Nothing here or in a format module imports torch at the top: running a file (a benchmark's measuring process, a
+board) needs only its runtime; exporting one imports torch where it traces the model (``deploy``).
 """
 from __future__ import annotations
 
 import importlib
+import os
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
+
+# What every exported file returns, in this order.
+OUTPUT_NAMES = ["age", "gender"]
 
 # Add a format: write edge_age/formats/NAME.py with a FORMAT, then add NAME here.
 _MODULES = ("onnx", "tflite", "coreml")
@@ -70,3 +79,33 @@ def by_suffix(suffix: str) -> Format | None:
 def all_precisions() -> list[str]:
     """Every precision some format offers, as a user asks for them (fp32, fp16, int8)."""
     return sorted({p.split("-")[0] for f in formats().values() for p in f.precisions})
+
+
+def require(extra: str, module: str):
+    """Import an optional dependency or say which extra installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(f"{module} is not installed ({err}); install it with: pip install -e \".[{extra}]\"") from None
+
+
+def float_conversion(workdir: Path, name: str, convert: Callable[[Path], None]) -> Path:
+    """The model's float file in one format, made once per export run and shared by that format's variants.
+
+    Tracing and converting the model is most of an export's time, and every float or weight-quantised variant
+    (fp32, fp16, int8-dynamic; ONNX int8 too) starts from the same float file. ``workdir`` lives for one export run
+    of one model (the exporter's staging folder), so the file can never belong to another model. ``convert(path)``
+    writes it; a conversion that fails leaves nothing behind for the next variant to pick up.
+    """
+    path = workdir / name
+    if not path.exists():
+        partial = workdir / f".partial-{name}"
+        try:
+            convert(partial)
+            os.replace(partial, path)
+        finally:
+            if partial.is_dir():
+                shutil.rmtree(partial)
+            elif partial.exists():
+                partial.unlink()
+    return path

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from edge_age.formats import Format
-from edge_age.formats.deploy import OUTPUT_NAMES, DeployModel, float_conversion, require
+from edge_age.formats import OUTPUT_NAMES, Format, float_conversion, require
 from edge_age.quiet import coreml_progress_hidden
-from edge_age.registry import AgeGenderModel
+
+if TYPE_CHECKING:
+    from edge_age.registry import AgeGenderModel
 
 PRECISIONS = ("fp16", "int8")
 
@@ -33,6 +34,10 @@ def export_coreml(model: AgeGenderModel, precision: str, calibration: np.ndarray
         raise ValueError(f"Core ML precision {precision!r} is not one of {PRECISIONS}")
 
     def convert(fp16_path: Path) -> None:
+        import torch
+
+        from edge_age.formats.deploy import DeployModel
+
         exported = torch.export.export(DeployModel(model).eval(), (torch.zeros(1, 3, size, size),)).run_decompositions({})
         with coreml_progress_hidden():
             ct.convert(exported, inputs=[model_input], outputs=[ct.TensorType(name=n) for n in OUTPUT_NAMES],

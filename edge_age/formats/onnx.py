@@ -5,14 +5,15 @@ from __future__ import annotations
 import tempfile
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from edge_age.formats import Format
-from edge_age.formats.deploy import OUTPUT_NAMES, DeployModel, float_conversion, require
-from edge_age.registry import AgeGenderModel
+from edge_age.formats import OUTPUT_NAMES, Format, float_conversion, require
 from edge_age.runtimes import ModelFileError, Runner
+
+if TYPE_CHECKING:
+    from edge_age.registry import AgeGenderModel
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -23,6 +24,10 @@ def export_onnx(model: AgeGenderModel, precision: str, calibration: np.ndarray, 
     size = model.input_spec.size
 
     def convert(fp32_path: Path) -> None:
+        import torch
+
+        from edge_age.formats.deploy import DeployModel
+
         torch.onnx.export(DeployModel(model).eval(), (torch.zeros(1, 3, size, size),), str(fp32_path),
                           input_names=["image"], output_names=OUTPUT_NAMES,
                           dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, dynamo=True, verbose=False,

@@ -34,27 +34,39 @@ def trained_runs(small_faces_dir, tmp_path_factory):
     return runs
 
 
-def _counting(monkeypatch, owner, name: str, counts: dict) -> None:
-    """Count the calls of ``owner.name`` under the owner's module name (the real function still runs)."""
-    real = getattr(owner, name)
-
-    def counted(*args, **kwargs):
-        counts[owner.__name__] = counts.get(owner.__name__, 0) + 1
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(owner, name, counted)
-
-
-@pytest.mark.parametrize("model", list(TINY))
-def test_every_format_and_precision_is_exported_and_checked(model, trained_runs, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def exported_all(trained_runs, tmp_path_factory):
+    """exported_all(model) -> (folder, conversions): the model exported to every format and precision (once per
+    module), with how many times each converter ran during that export (the real converters, counted)."""
     import coremltools
     import litert_torch
 
-    conversions = {}
-    for owner, name in ((torch.onnx, "export"), (litert_torch, "convert"), (coremltools, "convert")):
-        _counting(monkeypatch, owner, name, conversions)
-    out = tmp_path / "export"
-    main(["export", "--run", str(trained_runs[model]), "--out", str(out), "--calib-images", "16"])
+    done = {}
+
+    def export(model: str):
+        if model not in done:
+            out, conversions = tmp_path_factory.mktemp("export") / model, {}
+            with pytest.MonkeyPatch.context() as patch:
+                for owner, name in ((torch.onnx, "export"), (litert_torch, "convert"), (coremltools, "convert")):
+                    patch.setattr(owner, name, _counted(getattr(owner, name), owner.__name__, conversions))
+                main(["export", "--run", str(trained_runs[model]), "--out", str(out), "--calib-images", "16"])
+            done[model] = out, conversions
+        return done[model]
+
+    return export
+
+
+def _counted(real, label: str, counts: dict):
+    def counted(*args, **kwargs):
+        counts[label] = counts.get(label, 0) + 1
+        return real(*args, **kwargs)
+
+    return counted
+
+
+@pytest.mark.parametrize("model", list(TINY))
+def test_every_format_and_precision_is_exported_and_checked(model, exported_all):
+    out, conversions = exported_all(model)
     # Each format traces the float model once for all its float and weight-quantised variants; TFLite's full int8
     # file is a conversion of its own (a calibrated PT2E graph)
     assert conversions == {"torch.onnx": 1, "litert_torch": 2, "coremltools": 1}, conversions
@@ -131,13 +143,11 @@ def test_int8_outputs_option_gives_an_all_integer_tflite_file(trained_runs, tmp_
     assert p["gender_prob_max_diff"] < 0.5
 
 
-def test_metadata_is_readable_back(trained_runs, tmp_path):
+def test_metadata_is_readable_back(exported_all):
     import coremltools as ct
     import onnx
 
-    out = tmp_path / "meta"
-    main(["export", "--run", str(trained_runs["ma_sfv2"]), "--out", str(out), "--formats", "onnx,coreml,tflite",
-          "--precisions", "fp16", "--calib-images", "8"])
+    out, _ = exported_all("ma_sfv2")
     onnx_meta = {p.key: p.value for p in onnx.load(str(out / "ma_sfv2_fp16.onnx")).metadata_props}
     embedded = json.loads(onnx_meta["edge_age"])
     assert embedded["input"]["size"] == 32 and embedded["input"]["mean"] == [0.485, 0.456, 0.406]

@@ -300,3 +300,22 @@ def test_limit_takes_a_seeded_sample_not_the_youngest_faces(pipeline_dirs, small
     assert len(sample) == 5 and set(sample.data.files) <= set(everything.data.files)
     assert list(sample.data.files) != list(everything.data.files[:5])
     assert np.array_equal(sample.data.files, val_images(5).data.files)
+
+
+def test_a_measuring_process_runs_exported_files_without_torch(tiny_custom_cnn_export, tmp_path):
+    """Its memory figure is the file's, not torch's, and it starts in a fraction of a second: every format module
+    imports torch only where it traces a model."""
+    import subprocess
+    import sys
+
+    np.save(tmp_path / "inputs.npy", np.zeros((2, 3, 32, 32), np.float32))
+    for name in ("custom_cnn_int8.tflite", "custom_cnn_fp32.onnx"):
+        argv = ["measure", "latency", str(tiny_custom_cnn_export / name), "--inputs", str(tmp_path / "inputs.npy"),
+                "--threads", "1", "--runs", "3", "--batch", "2"]
+        code = (f"import runpy, sys; sys.argv = {argv!r}\n"
+                "try:\n    runpy.run_module('edge_age.benchmark.measure', run_name='__main__')\n"
+                "except SystemExit:\n    pass\n"
+                "print('torch loaded' if 'torch' in sys.modules else 'no torch')")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        lines = proc.stdout.strip().splitlines()
+        assert json.loads(lines[-2])["latency_ms_median"] > 0 and lines[-1] == "no torch", (name, proc.stdout[-500:])

@@ -73,9 +73,10 @@ def markdown(rows: list[dict], claims: list[dict], context: dict, plots: list[st
              + (f" (a seeded sample of {context['limit']} images)" if context.get("limit") else "")
              + f". Latency: batch 1, median and p90 over {context['runs']} timed runs after 10 warm-up runs, on "
              f"normalised inputs prepared outside the timed region, each runtime in its own process with a fixed thread "
-             f"count; throughput at batch {context['batch']}. Peak memory: the measuring process's peak resident set "
-             "(Python, numpy, the runtime and the model together; an exported file's process loads no torch, the "
-             "PyTorch row's does).", ""] + ([f"Note: {context['note']}.", ""] if context.get("note") else [])
+             f"count, read in {context.get('latency_processes', 1)} fresh process(es) per file and thread count, the "
+             f"reading with the middle median kept; throughput at batch {context['batch']}. Peak memory: the "
+             "measuring process's peak resident set (Python, numpy, the runtime and the model together; an exported "
+             "file's process loads no torch, the PyTorch row's does).", ""] + ([f"Note: {context['note']}.", ""] if context.get("note") else [])
     peaks = context.get("peaks", {})
     if peaks:
         lines += ["## Compute floor", "",

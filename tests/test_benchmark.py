@@ -52,6 +52,8 @@ def test_pipeline_trains_exports_and_reports_every_model(pipeline_dirs):
         assert row["status"] in ("reference", "pass", "failed parity"), row
         timing = row["latency"]["1"]
         assert timing["runs"] == 10 and 0 < timing["latency_ms_p10"] <= timing["latency_ms_median"] <= timing["latency_ms_p90"]
+        per_process = timing["latency_ms_median_per_process"]  # three fresh processes, the middle reading kept
+        assert len(per_process) == 3 and timing["latency_ms_median"] == sorted(per_process)[1]
         assert timing["multiple_of_floor"] == pytest.approx(timing["latency_ms_median"] / timing["floor_ms"])
         assert timing["throughput_images_per_s"] > 0 and timing["peak_rss_mb"] > 10
         assert row["gflops"] > 0 and row["parameters"] > 0 and row["size_mb"] > 0

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import numpy as np

@@ -8,6 +8,7 @@ output folder that an earlier edge-age export did not write is ever overwritten 
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -229,16 +230,15 @@ def export_model(checkpoint: Path, out_dir: Path, formats: list[str], precisions
     embedded = {"edge_age": json.dumps({k: header[k] for k in ("model", "input", "outputs", "age_output")})}
     staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=out_dir))  # ours alone, removed at the end
     try:
-        for fmt, precision, name in wanted:
+        for fmt, variants in itertools.groupby(wanted, key=lambda variant: variant[0]):
             workdir = staging / f"float-{fmt}"  # the format's float conversion, made once and shared by its variants
-            if not workdir.exists():  # a new format: the last one's float file (VGG16's: 0.5 GB) is done with
-                for done in staging.glob("float-*"):
-                    shutil.rmtree(done)
-                workdir.mkdir()
-            entry = _export_variant(model, fmt, precision, name, staging, workdir, out_dir, calibration, embedded,
-                                    int8_outputs, reference, parity_inputs, labels)
-            manifest.files.append(entry)
-            manifest.write()  # after every file, so an interrupted export keeps what it finished
+            workdir.mkdir()
+            for _, precision, name in variants:
+                entry = _export_variant(model, fmt, precision, name, staging, workdir, out_dir, calibration, embedded,
+                                        int8_outputs, reference, parity_inputs, labels)
+                manifest.files.append(entry)
+                manifest.write()  # after every file, so an interrupted export keeps what it finished
+            shutil.rmtree(workdir)  # done with (VGG16's float file is 0.5 GB)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     order = {name: i for i, (_, _, name) in enumerate(wanted)}

@@ -2,7 +2,9 @@
 numbers behind it; and the seeds' own published figures, labelled with the data they were measured on."""
 from __future__ import annotations
 
-from edge_age.metrics import with_interval
+import numpy as np
+
+from edge_age.metrics import decided, paired_differences, with_interval
 
 # The seeds' own numbers. Coursework: UTKFace 5,000-image subset, validation split. Paper: MORPH2.
 SEED_NUMBERS = [
@@ -46,6 +48,57 @@ def _latency(row: dict | None, threads: str) -> float | None:
     return row["latency"].get(threads, {}).get("latency_ms_median") if row else None
 
 
+def paired(first: dict | None, second: dict | None) -> dict | None:
+    """First row minus second on the faces both were scored on (same file, same labels), with 95% paired
+    intervals (metrics.paired_differences) and "n", the faces shared; None when either row kept no per-face
+    answers or they share no face."""
+    if not (first and second and first.get("answers") and second.get("answers")):
+        return None
+    a, b = first["answers"], second["answers"]
+    in_b = {face: i for i, face in enumerate(b["faces"])}
+    shared = [(i, in_b[face]) for i, face in enumerate(a["faces"]) if face in in_b
+              and a["true_age"][i] == b["true_age"][in_b[face]] and a["true_gender"][i] == b["true_gender"][in_b[face]]]
+    if not shared:
+        return None
+    ia, ib = (np.array(indices) for indices in zip(*shared))
+    differences = paired_differences({"age": a["age"][ia], "female_prob": a["female_prob"][ia]},
+                                     {"age": b["age"][ib], "female_prob": b["female_prob"][ib]},
+                                     a["true_age"][ia], a["true_gender"][ia])
+    return {"n": len(shared), **differences}
+
+
+# How each metric's difference reads: format, scale and unit.
+_DIFFERENCE_UNITS = {"age_mae": (".2f", 1, " y"), "cs5": (".3f", 1, ""), "gender_accuracy": (".1f", 100, " pt")}
+
+
+def difference_text(difference: dict, metric: str, spec: str | None = None) -> str:
+    """'-1.19 y (95% paired -1.35 to -1.03)': a paired difference and its interval."""
+    default_spec, scale, unit = _DIFFERENCE_UNITS[metric]
+    spec = spec or default_spec
+    value, (low, high) = difference[metric]["difference"], difference[metric]["ci95"]
+    return f"{scale * value:+{spec}}{unit} (95% paired {scale * low:+{spec}} to {scale * high:+{spec}})"
+
+
+def shown_as_change(difference: dict, metric: str) -> bool:
+    """Whether a difference is non-zero at the digits ``difference_text`` shows."""
+    spec, scale, _ = _DIFFERENCE_UNITS[metric]
+    return float(format(scale * difference[metric]["difference"], spec)) != 0
+
+
+def _paired_evidence(first: dict, second: dict, metrics: tuple[str, ...] = ("age_mae",)) -> str:
+    """'; on the same 2000 faces: MAE -1.19 y (95% paired ...), decided by this test set' (or not), for the
+    evidence of a claim that compares two models; empty when the rows kept no per-face answers."""
+    difference = paired(first, second)
+    if difference is None:
+        return ""
+    names = {"age_mae": "MAE", "cs5": "CS(5)", "gender_accuracy": "gender"}
+    undecided = [names[m] for m in metrics if not decided(difference[m])]
+    return (f"; paired on the {difference['n']} faces both were scored on: "
+            + ", ".join(f"{names[m]} {difference_text(difference, m)}" for m in metrics)
+            + (f" ({', '.join(undecided)}: not decided by this test set, the interval holds 0)" if undecided
+               else " (each decided by this test set)"))
+
+
 def phone_target_rows(rows: list[dict], app_int8_sha256: str | None) -> tuple[dict | None, dict | None]:
     """The measured row of the app's int8 file and that of model A's int8 TFLite file (the latency yardstick of
     the phone model's targets); each None when this run did not measure it."""
@@ -84,7 +137,8 @@ def _a_beats_b(cnn: dict | None, vgg: dict | None) -> dict:
     note = "" if cnn["n"] == vgg["n"] else f" (test sets differ: {cnn['n']} vs {vgg['n']} images)"
     return _claim(1, text, "holds" if holds else "does not hold",
                   f"custom CNN ({cnn['model']}) MAE {cnn['age_mae']:.2f}, gender {cnn['gender_accuracy']:.1%}; VGG16 "
-                  f"({vgg['model']}) MAE {vgg['age_mae']:.2f}, gender {vgg['gender_accuracy']:.1%}{note}")
+                  f"({vgg['model']}) MAE {vgg['age_mae']:.2f}, gender {vgg['gender_accuracy']:.1%}{note}"
+                  + _paired_evidence(cnn, vgg, ("age_mae", "gender_accuracy")))
 
 
 def _ma_is_lightweight(ma: dict | None, others: list[dict], threads: str) -> dict:
@@ -102,7 +156,7 @@ def _ma_is_lightweight(ma: dict | None, others: list[dict], threads: str) -> dic
         parts.append(f"vs {other['family']}: {_times(ratio_p, 'fewer', 'more')} parameters, "
                      f"{_times(ratio_s, 'smaller', 'larger')} checkpoint, "
                      + (f"{_times(ratio_l, 'faster', 'slower')} at {threads} thread(s)" if ratio_l else "latency not measured")
-                     + f", MAE {ma['age_mae']:.2f} vs {other['age_mae']:.2f}")
+                     + f", MAE {ma['age_mae']:.2f} vs {other['age_mae']:.2f}" + _paired_evidence(ma, other))
     return _claim(2, text, "holds" if lighter and accurate else "does not hold",
                   f"MA-SFV2 ({ma['model']}, {ma['parameters']:,} parameters, {ma['gflops']:.2f} GFLOPs at "
                   f"{ma['input_size']} px) " + "; ".join(parts))
@@ -114,7 +168,7 @@ def _ablation(number: int, text: str, ma: dict | None, other: dict | None, what:
     same = _comparable(ma["recipe_summary"]) == _comparable(other["recipe_summary"])
     return _claim(number, text, "holds" if ma["age_mae"] < other["age_mae"] else "does not hold",
                   f"MA-SFV2 MAE {ma['age_mae']:.2f} vs {what} {other['age_mae']:.2f} ({ma['age_mae'] - other['age_mae']:+.2f} "
-                  f"years; one seed each, seed-to-seed spread not measured)"
+                  f"years; one seed each, seed-to-seed spread not measured)" + _paired_evidence(ma, other)
                   + ("" if same else "; WARNING: the two were not trained with the same recipe settings"))
 
 
@@ -160,7 +214,9 @@ def _quantisation(rows: list[dict], threads: str) -> dict:
               and abs(row["gender_change_points_vs_pytorch"]) <= QUANTISATION_LIMITS["gender_change_points"]
               and size_ratio >= QUANTISATION_LIMITS["size_ratio_at_least"])
         speed = _times(lat_f / lat_q, "faster", "slower") + " here" if lat_f and lat_q else "not measured"
-        checks.append((ok, f"{row['model']} {row['format']} {row['precision']}: MAE {row['mae_change_vs_pytorch']:+.2f} y, "
+        change = (difference_text(row["paired_vs_pytorch"], "age_mae") if row.get("paired_vs_pytorch")
+                  else f"{row['mae_change_vs_pytorch']:+.2f} y")
+        checks.append((ok, f"{row['model']} {row['format']} {row['precision']}: MAE {change}, "
                            f"gender {row['gender_change_points_vs_pytorch']:+.1f} pt, {size_ratio:.1f}x smaller, "
                            f"latency {speed}"))
     if not checks:
@@ -188,7 +244,8 @@ def _phone_model_targets(rows: list[dict], app_sha256: str | None, in_turns: dic
               (app["size_mb"] <= t["size_mb_at_most"], f"{app['size_mb']:.2f} MB (<= {t['size_mb_at_most']:.0f})")]
     change = app.get("mae_change_vs_pytorch")
     checks.append((change is not None and abs(change) <= t["int8_mae_change_at_most"],
-                   f"MAE {change:+.3f} y against its PyTorch model (within {t['int8_mae_change_at_most']})"
+                   f"MAE {difference_text(app['paired_vs_pytorch'], 'age_mae', '.3f') if app.get('paired_vs_pytorch') else f'{change:+.3f} y'} "
+                   f"against its PyTorch model (within {t['int8_mae_change_at_most']})"
                    if change is not None else "MAE against its float model not measured (no PyTorch reference)"))
     checks.append(_latency_against_model_a(app, model_a, in_turns, t["latency_vs_model_a_at_most"]))
     met = sum(ok for ok, _ in checks)

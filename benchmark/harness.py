@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_age.benchmark.claims import recipe_summary
+from edge_age.benchmark.claims import paired, recipe_summary
 from edge_age import formats
 from edge_age.checkpoint import load_checkpoint
 from edge_age.data import (apply_split, decoded_cache, load_labelled, load_split, resolve_data_dir,
@@ -268,6 +268,8 @@ def benchmark_model(exported: ExportedModel, scoring: Scoring, thread_counts: li
                 with np.load(out_path) as saved:
                     age, gender = saved["age"], saved["gender_prob"]
                 row.update(summarize(age, ages, gender, genders, intervals=True))
+                row["answers"] = {"faces": list(test.data.files), "age": age, "female_prob": gender,
+                                  "true_age": ages, "true_gender": genders}
                 row["predict_peak_rss_mb"] = predicted["peak_rss_mb"]
                 for threads in thread_counts:
                     timing = _latency(["latency", str(variant["file"]), "--inputs", str(inputs_path), "--threads",
@@ -293,6 +295,7 @@ def benchmark_model(exported: ExportedModel, scoring: Scoring, thread_counts: li
             if reference is not None and reference is not row:
                 row["mae_change_vs_pytorch"] = row["age_mae"] - reference["age_mae"]
                 row["gender_change_points_vs_pytorch"] = 100 * (row["gender_accuracy"] - reference["gender_accuracy"])
+                row["paired_vs_pytorch"] = paired(row, reference)
             row["status"] = {"reference": "reference", "pass": "pass", "fail": "failed parity"}.get(variant["status"],
                                                                                                    variant["status"])
             results.append(row)

@@ -3,15 +3,20 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from edge_age.benchmark.claims import PHONE_BUDGET, SEED_NUMBERS
+import numpy as np
+
+from edge_age.benchmark.claims import PHONE_BUDGET, SEED_NUMBERS, difference_text, paired, shown_as_change
 from edge_age.io import atomic_write_json, atomic_write_text
 from edge_age.machine import machine_line
-from edge_age.metrics import CS_MAX_ERROR, INTERVAL_RESAMPLES, with_interval
+from edge_age.metrics import CS_MAX_ERROR, INTERVAL_RESAMPLES, decided, with_interval
+
+ANSWERS_FILE = "answers.npz"  # every measured row's per-face answers (write_answers)
 
 CSV_COLUMNS = ["device", "model", "family", "format", "precision", "status", "size_mb", "parameters", "gflops", "input_size",
                "n", "age_mae", "cs5", "gender_accuracy", "mae_change_vs_pytorch", "gender_change_points_vs_pytorch"]
@@ -53,14 +58,53 @@ def write_results(out_dir: Path, rows: list[dict], claims: list[dict], context: 
     for row in [*rows, *on_devices]:
         writer.writerow(_flat(row, threads))
     atomic_write_text(staging / "results.csv", buffer.getvalue())
-    atomic_write_json(staging / "results.json", {"context": context, "rows": rows, "device_rows": list(on_devices),
-                                                 "claims": claims, "seed_numbers": SEED_NUMBERS})
+    atomic_write_json(staging / "results.json", {"context": context,
+                                                 "rows": [{k: v for k, v in r.items() if k != "answers"} for r in rows],
+                                                 "device_rows": list(on_devices), "claims": claims,
+                                                 "seed_numbers": SEED_NUMBERS})
+    write_answers(staging / ANSWERS_FILE, rows)
     plots = draw_plots(staging, rows, threads) + draw_device_plot(staging, rows, list(on_devices), threads[0])
     atomic_write_text(staging / "report.md", markdown(rows, claims, context, plots, list(on_devices)))
     (out_dir / "report.md").unlink(missing_ok=True)
-    for name in ["results.csv", "results.json", *plots, "report.md"]:
+    for name in ["results.csv", "results.json", ANSWERS_FILE, *plots, "report.md"]:
         os.replace(staging / name, out_dir / name)
     shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_answers(path: Path, rows: list[dict]) -> None:
+    """Every measured row's answer for every face, so differences between rows, or between this report's rows
+    and another's, can be worked out on the same faces later (``read_answers``, ``claims.paired``). Row i of
+    results.json is stored as ``i/face``, indices into ``faces`` (whose labels are ``true_age``, ``true_gender``),
+    ``i/age`` and ``i/female_prob``."""
+    faces, labels, arrays = {}, [], {}
+    for number, row in enumerate(rows):
+        answers = row.get("answers")
+        if not answers:
+            continue
+        for face, age, gender in zip(answers["faces"], answers["true_age"], answers["true_gender"]):
+            if face not in faces:
+                faces[face] = len(faces)
+                labels.append((age, gender))
+        arrays[f"{number}/face"] = np.array([faces[face] for face in answers["faces"]], np.int32)
+        arrays[f"{number}/age"] = np.asarray(answers["age"])
+        arrays[f"{number}/female_prob"] = np.asarray(answers["female_prob"])
+    ages, genders = (np.array(column) for column in zip(*labels)) if labels else (np.zeros(0), np.zeros(0, int))
+    np.savez_compressed(path, faces=np.array(list(faces), dtype=str), true_age=ages, true_gender=genders, **arrays)
+
+
+def read_answers(folder: Path) -> list[dict | None]:
+    """The rows of a benchmark report's results.json, each with its per-face "answers" (None for a row that was
+    not scored), ready for ``claims.paired``."""
+    rows = json.loads((Path(folder) / "results.json").read_text())["rows"]
+    with np.load(Path(folder) / ANSWERS_FILE) as saved:
+        faces, ages, genders = saved["faces"], saved["true_age"], saved["true_gender"]
+        for number, row in enumerate(rows):
+            if f"{number}/face" in saved:
+                index = saved[f"{number}/face"]
+                row["answers"] = {"faces": list(faces[index]), "age": saved[f"{number}/age"],
+                                  "female_prob": saved[f"{number}/female_prob"], "true_age": ages[index],
+                                  "true_gender": genders[index]}
+    return rows
 
 
 def markdown(rows: list[dict], claims: list[dict], context: dict, plots: list[str], on_devices=()) -> str:
@@ -106,7 +150,7 @@ def markdown(rows: list[dict], claims: list[dict], context: dict, plots: list[st
                      if r["status"] in ("failed parity", "export failed") and r.get("export_reason")})
     if notes:
         lines += ["", "Notes:"] + [f"- {n}" for n in notes]
-    lines += (band_section(rows) + interval_section(rows) + speed_section(rows, context)
+    lines += (band_section(rows) + interval_section(rows) + paired_section(rows) + speed_section(rows, context)
               + cross_check_section(rows, context) + ops_section(rows) + profile_section(rows, context)
               + device_section(rows, list(on_devices), threads[0]))
     lines += ["", "## The claims", ""]
@@ -160,6 +204,33 @@ def interval_section(rows: list[dict]) -> list[str]:
              "| model | format | precision | N | age MAE | CS(5) | gender acc |", "|" + " --- |" * 7]
     lines += [f"| {r['model']} | {r['format']} | {r['precision']} | {r['n']} | {with_interval(r, 'age_mae')} | "
               f"{with_interval(r, 'cs5', '.3f')} | {with_interval(r, 'gender_accuracy', '.3f')} |" for r in sure]
+    return lines
+
+
+def paired_section(rows: list[dict]) -> list[str]:
+    """Differences on the same faces, each with its 95% paired interval: each exported file against its PyTorch
+    model (what conversion and quantisation cost), and each model against the most accurate one here."""
+    converted = [(r, "its PyTorch model", r["paired_vs_pytorch"]) for r in rows if r.get("paired_vs_pytorch")]
+    references = [r for r in rows if r["format"] == "pytorch" and r.get("answers")]
+    best = min(references, key=lambda r: (-r["n"], r["age_mae"]), default=None)
+    between = [(r, f"{best['model']} (PyTorch)", paired(r, best)) for r in references if r is not best]
+    compared = converted + [(r, against, d) for r, against, d in between if d]
+    if not compared:
+        return []
+
+    def cell(difference: dict, metric: str) -> str:
+        text = difference_text(difference, metric).replace("95% paired ", "")
+        # A float file's rounding can differ one-sidedly yet far below the digits shown: bold only a visible change
+        return f"**{text}**" if decided(difference[metric]) and shown_as_change(difference, metric) else text
+
+    lines = ["", "## Differences on the same faces", "",
+             f"First row minus the one it is held against, on the faces both were scored on, with the 95% paired "
+             f"bootstrap interval ({INTERVAL_RESAMPLES} resamples of the shared faces, both rows resampled together, "
+             "so what the two get right or wrong alike cancels). **Bold**: the interval leaves out 0, so this test set "
+             f"tells the two apart. Per-face answers of every row: `{ANSWERS_FILE}`.", "",
+             "| row | against | N | age MAE | CS(5) | gender acc |", "|" + " --- |" * 6]
+    lines += [f"| {r['model']} {r['format']} {r['precision']} | {against} | {d['n']} | {cell(d, 'age_mae')} | "
+              f"{cell(d, 'cs5')} | {cell(d, 'gender_accuracy')} |" for r, against, d in compared]
     return lines
 
 

@@ -12,6 +12,8 @@ from edge_age.checkpoint import load_model
 from edge_age.cli import main
 from edge_age.data import apply_split, decoded_cache, load_labelled, load_split
 from edge_age.inference import predict
+from edge_age.benchmark.claims import paired
+from edge_age.benchmark.report import read_answers
 from edge_age.metrics import summarize
 from edge_age.export.exporter import EXPORTER_REVISION
 from edge_age.io import sha256_file
@@ -98,6 +100,35 @@ def test_benchmark_accuracy_matches_predictions_made_here(pipeline_dirs, small_f
     assert row["gender_accuracy"] == pytest.approx(expected["gender_accuracy"])
     tflite_row = next(r for r in rows if r["model"] == "custom_cnn-quick" and r["format"] == "tflite" and r["precision"] == "fp32")
     assert tflite_row["age_mae"] == pytest.approx(row["age_mae"], abs=1e-3)  # same answers through LiteRT
+
+
+def test_every_rows_answers_are_kept_face_by_face_and_compared_in_pairs(pipeline_dirs, small_faces_dir):
+    """answers.npz holds each row's answer for each face (the PyTorch row's equal a prediction made here, face by
+    face); each exported file is compared with its PyTorch model on the same faces, and the claims and report
+    carry those paired differences."""
+    out = pipeline_dirs["out"]
+    rows = read_answers(out)
+    run_dir = pipeline_dirs["runs"] / "custom_cnn-quick"
+    model, _ = load_model(run_dir / "best.pt")
+    test = decoded_cache(apply_split(load_labelled(small_faces_dir), load_split(run_dir / "split.json"), "test"), 32)
+    reference = next(r for r in rows if r["model"] == "custom_cnn-quick" and r["format"] == "pytorch")
+    by_face = dict(zip(reference["answers"]["faces"], reference["answers"]["age"]))
+    assert sorted(by_face) == sorted(test.data.files)
+    here = predict(model, test.pixels)["age"]
+    assert [by_face[face] for face in test.data.files] == pytest.approx(here, abs=1e-4)
+    labels = dict(zip(reference["answers"]["faces"], zip(reference["answers"]["true_age"], reference["answers"]["true_gender"])))
+    assert labels == dict(zip(test.data.files, zip(test.data.ages, test.data.genders)))
+    int8 = next(r for r in rows if r["model"] == "custom_cnn-quick" and r["format"] == "tflite" and r["precision"] == "int8")
+    again = paired(int8, reference)  # from the saved answers: the same as the run worked out
+    for metric in ("age_mae", "cs5", "gender_accuracy"):
+        saved = int8["paired_vs_pytorch"][metric]
+        assert again[metric]["difference"] == pytest.approx(saved["difference"])
+        assert again[metric]["ci95"] == pytest.approx(saved["ci95"])
+    assert again["n"] == int8["n"] == int8["paired_vs_pytorch"]["n"]
+    assert again["age_mae"]["difference"] == pytest.approx(int8["mae_change_vs_pytorch"])
+    claims = json.loads((out / "results.json").read_text())["claims"]
+    assert "paired on the" in claims[2]["evidence"] and "95% paired" in claims[5]["evidence"]
+    assert "## Differences on the same faces" in (out / "report.md").read_text()
 
 
 def test_a_second_pipeline_run_reuses_training_and_exports(pipeline_dirs, capsys):

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from edge_age.metrics import age_mae, bootstrap_intervals, cumulative_scores, gender_accuracy, summarize, with_interval
+from edge_age.metrics import (age_mae, bootstrap_intervals, cumulative_scores, decided, gender_accuracy,
+                              paired_differences, summarize, with_interval)
 
 
 def test_age_mae_by_hand():
@@ -65,3 +66,22 @@ def test_intervals_are_only_computed_when_asked_and_printed_beside_their_figure(
     low, high = summary["ci95"]["age_mae"]
     assert with_interval(summary, "age_mae") == f"{summary['age_mae']:.2f} ({low:.2f}-{high:.2f})"
     assert with_interval({"age_mae": 4.5}, "age_mae", ".3f") == "4.500"
+
+
+def test_paired_differences_cancel_what_two_models_share():
+    """Two models whose errors mostly agree: the paired interval of their difference is far narrower than either
+    model's own, holds the true difference, and a model against itself differs by exactly nothing."""
+    predicted, ages, female, genders = _answers(2000)
+    rng = np.random.default_rng(5)
+    better = ages + (predicted - ages) * 0.9 + rng.normal(0, 0.3, len(ages))  # 10% less error, much alike
+    first, second = {"age": better, "female_prob": female}, {"age": predicted, "female_prob": female}
+    difference = paired_differences(first, second, ages, genders)
+    expected = age_mae(better, ages) - age_mae(predicted, ages)
+    assert difference["age_mae"]["difference"] == pytest.approx(expected)
+    low, high = difference["age_mae"]["ci95"]
+    assert low < expected < high < 0 and decided(difference["age_mae"])
+    own_low, own_high = bootstrap_intervals(predicted, ages, female, genders)["age_mae"]
+    assert high - low < (own_high - own_low) / 3
+    assert not decided(difference["gender_accuracy"])  # the same gender answers: difference 0, interval [0, 0]
+    itself = paired_differences(second, second, ages, genders)
+    assert all(d == {"difference": 0.0, "ci95": [0.0, 0.0]} for d in itself.values())

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from edge_age.benchmark.timing import summarise_turns
+
 TIMING_SCRIPT = Path(__file__).with_name("timing.py")
 BENCHMARK_MODEL_HELP = ("LiteRT's benchmark_model for the phone's ABI (e.g. android_aarch64), from the LiteRT "
                         "releases' prebuilt tools or built with `bazel build -c opt --config=android_arm64 "
@@ -113,6 +115,30 @@ class Device:
         return results
 
 
+    def time_in_turns(self, path: Path, reference: Path, threads: int, runs: int, warmup: int,
+                      processes: int) -> dict:
+        """``path``'s latency as a multiple of ``reference``'s on this device, the two timed in turns in
+        ``processes`` readings and summarised as on the host (timing.summarise_turns); a result with a status, as
+        ``time_files`` gives. Both files are removed again."""
+        reason = self._cannot_time(path) or self._cannot_time(reference)
+        if reason:
+            return {"status": "not measured", "note": reason}
+        remotes = [f"{self.remote_dir}/turns-{number}-{local.name}" for number, local in enumerate((path, reference))]
+        try:
+            for local, remote in zip((path, reference), remotes):
+                self._push(local, remote)
+            readings = [self._turns(*remotes, threads, runs, warmup) for _ in range(processes)]
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, ValueError) as err:
+            return {"status": "failed to run", "note": _reason(err)}
+        finally:
+            self._run("rm -f " + " ".join(map(shlex.quote, remotes)), check=False)
+        return {"status": "measured", **summarise_turns(readings)}
+
+    def _turns(self, remote_file: str, remote_reference: str, threads: int, runs: int, warmup: int) -> dict:
+        """One in-turns reading of the pair: {"tool", "ratio", "latency_ms_median", "reference_latency_ms_median"}."""
+        raise NotImplementedError
+
+
 def _last_line(text: str | bytes | None, default: str = "no output") -> str:
     """The last non-empty line of a tool's output: where ssh, adb and benchmark_model put the reason."""
     if isinstance(text, bytes):
@@ -181,6 +207,15 @@ class SshDevice(Device):
     def _time(self, remote_file: str, threads: int, runs: int, warmup: int) -> dict:
         answer = self._run(f"{shlex.quote(self.python)} {self.remote_dir}/timing.py {shlex.quote(remote_file)} "
                            f"--threads {threads} --runs {runs} --warmup {warmup}")
+        return json.loads(answer.stdout.strip().splitlines()[-1])
+
+
+    def _turns(self, remote_file: str, remote_reference: str, threads: int, runs: int, warmup: int) -> dict:
+        """Both files loaded side by side in one process of the board's Python and timed in turns (timing.py
+        --against), as the host times them."""
+        answer = self._run(f"{shlex.quote(self.python)} {self.remote_dir}/timing.py {shlex.quote(remote_file)} "
+                           f"--against {shlex.quote(remote_reference)} --threads {threads} --runs {runs} "
+                           f"--warmup {warmup}")
         return json.loads(answer.stdout.strip().splitlines()[-1])
 
 
@@ -261,6 +296,16 @@ class AdbDevice(Device):
         if answer.returncode != 0 or parsed.get("latency_ms_mean") is None:
             raise ValueError(parsed.get("error") or _last_line(answer.stderr or answer.stdout))
         return {"tool": "LiteRT benchmark_model", "threads": threads, "model_only": True, **parsed}
+
+
+    def _turns(self, remote_file: str, remote_reference: str, threads: int, runs: int, warmup: int) -> dict:
+        """benchmark_model loads one model: the two files are timed by one process each, one right after the
+        other, so a reading's two processes see the phone at nearly the same temperature and clock."""
+        mine, theirs = (self._time(remote, threads, runs, warmup) for remote in (remote_file, remote_reference))
+        mine_ms, theirs_ms = (r["latency_ms_median"] if r.get("latency_ms_median") is not None else r["latency_ms_mean"]
+                              for r in (mine, theirs))
+        return {"tool": "LiteRT benchmark_model, one process per file, in turns", "threads": threads,
+                "latency_ms_median": mine_ms, "reference_latency_ms_median": theirs_ms, "ratio": mine_ms / theirs_ms}
 
 
 APP_PACKAGE = "dev.edgeage.demo"

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_age.benchmark.claims import paired, recipe_summary
+from edge_age.benchmark.claims import paired, phone_target_rows, recipe_summary
+from edge_age.benchmark.timing import summarise_turns
 from edge_age import formats
 from edge_age.checkpoint import load_checkpoint
 from edge_age.data import (apply_split, decoded_cache, load_labelled, load_split, resolve_data_dir,
@@ -344,10 +345,12 @@ def parse_threads(text: str) -> list[int]:
 
 
 def device_rows(device, exported: list[ExportedModel], host_rows: list[dict], threads: int, runs: int,
-                log=print) -> list[dict]:
+                log=print, app_and_model_a: tuple[Path, Path] | None = None) -> list[dict]:
     """Every exported file timed on ``device`` (model-only), with accuracy taken from the host's row of the same
     file (the same bytes give the same answers). A device that cannot be used, or cannot time a format, gives
-    rows with a status and why."""
+    rows with a status and why. With ``app_and_model_a`` (the app's int8 file and model A's), the two are also
+    timed in turns at one thread on the device, for the phone model's latency target there; the result goes on
+    the app file's row (``against_model_a_in_turns``)."""
     from edge_age.benchmark.devices import DeviceError
 
     planned = []
@@ -382,6 +385,15 @@ def device_rows(device, exported: list[ExportedModel], host_rows: list[dict], th
                 log(f"  {device.name} {base['model']} {base['format']} {base['precision']}: {rows[-1]['status']} "
                     + (f"{result['latency_ms_median'] if result.get('latency_ms_median') is not None else result.get('latency_ms_mean', 0):.2f} ms"
                        if rows[-1]["status"] == "measured" else rows[-1]["note"]))
+            if app_and_model_a:
+                app_row = next((r for r in rows if r["file"] == str(app_and_model_a[0])), None)
+                if app_row is not None:
+                    log(f"  {device.name}: the app's int8 file and model A's in turns (1 thread, "
+                        f"{IN_TURNS_PROCESSES} processes) ...")
+                    pair = device.time_in_turns(*app_and_model_a, 1, runs, 10, IN_TURNS_PROCESSES)
+                    app_row["against_model_a_in_turns"] = pair
+                    log(f"  {device.name}: " + (f"{pair['ratio']:.2f}x model A's latency" if pair["status"] == "measured"
+                                                else f"{pair['status']}: {pair['note']}"))
     except DeviceError as err:
         log(f"device {device.name}: {err}")
         rows = [{**base, "status": "device unavailable", "note": str(err), "latency": {}} for base, _, _ in planned]
@@ -406,8 +418,6 @@ def _app_against_model_a(rows: list[dict], app_sha256: str | None, runs: int, lo
     Turns within one process cancel the machine's drift, not the luck of one process's memory layout: on the AMD
     VM of 2026-12-06 the app's file ran anywhere from 1.81 to 2.37 ms a call from one fresh process to the next. So
     the pair is timed in IN_TURNS_PROCESSES fresh processes and the median of their ratios is the one judged."""
-    from edge_age.benchmark.claims import phone_target_rows
-
     app, model_a = phone_target_rows(rows, app_sha256)
     if not (app and model_a and app.get("latency") and model_a.get("latency")):
         return None
@@ -418,12 +428,7 @@ def _app_against_model_a(rows: list[dict], app_sha256: str | None, runs: int, lo
     except RuntimeError as err:
         log(f"  timing in turns failed: {err}; the latency ratio comes from the separate runs")
         return None
-    ratios = sorted(r["ratio"] for r in readings)
-    return {**{k: readings[0][k] for k in ("tool", "threads", "rounds", "calls_per_turn")},
-            "processes": len(readings), "ratio": float(np.median(ratios)), "ratio_per_process": ratios,
-            "latency_ms_median": float(np.median([r["latency_ms_median"] for r in readings])),
-            "reference_latency_ms_median": float(np.median([r["reference_latency_ms_median"] for r in readings])),
-            "readings": readings}
+    return summarise_turns(readings)
 
 
 def _app_frames(device, files: list[Path], runs: int, threads: int, log) -> dict[str, dict]:
@@ -471,8 +476,11 @@ def run_benchmark(exported: list[ExportedModel], out_dir: Path, scoring: Scoring
                          "parameters": model.parameters, "gflops": model.flops / 1e9, "latency": {}})
     for row in rows:
         row["device"] = "host"
-    on_devices = [r for device in devices for r in device_rows(device, exported, rows, thread_counts[0], runs, log)]
     app_sha256 = _app_int8_sha256(app_assets, log)
+    app, model_a = phone_target_rows(rows, app_sha256)
+    pair = (Path(app["file"]), Path(model_a["file"])) if app and model_a else None
+    on_devices = [r for device in devices
+                  for r in device_rows(device, exported, rows, thread_counts[0], runs, log, app_and_model_a=pair)]
     in_turns = _app_against_model_a(rows, app_sha256, runs, log)
     claims = judge_claims(rows, str(thread_counts[0]), app_int8_sha256=app_sha256, app_in_turns=in_turns)
     machine = describe_machine()

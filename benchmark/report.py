@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_age.benchmark.claims import PHONE_BUDGET, SEED_NUMBERS, difference_text, paired, shown_as_change
+from edge_age.benchmark.claims import (PHONE_BUDGET, PHONE_MODEL_TARGETS, SEED_NUMBERS, difference_text, paired,
+                                       shown_as_change)
 from edge_age.io import atomic_write_json, atomic_write_text
 from edge_age.machine import machine_line
 from edge_age.metrics import CS_MAX_ERROR, INTERVAL_RESAMPLES, decided, with_interval
@@ -434,6 +435,19 @@ def device_section(rows: list[dict], on_devices: list[dict], threads: int) -> li
         lines += ["", "int8 against fp32 on each device:", ""]
         lines += [f"- {s['device']} {s['model']} {s['format']} {s['precision']}: {s['speedup']:.2f}x "
                   f"({s['fp32_ms']:.2f} -> {s['int8_ms']:.2f} ms)" for s in speedups]
+    paired_timings = [r for r in on_devices if r.get("against_model_a_in_turns")]
+    if paired_timings:
+        lines += ["", "The app's int8 file against model A's int8 file, timed in turns at one thread on each device "
+                      f"(the phone model's latency target: at most "
+                      f"{PHONE_MODEL_TARGETS['latency_vs_model_a_at_most']:.0f}x):", ""]
+    for r in paired_timings:
+        pair = r["against_model_a_in_turns"]
+        if pair["status"] != "measured":
+            lines.append(f"- {r['device']}: {pair['status']}: {pair['note']}")
+            continue
+        lines.append(f"- {r['device']}: {pair['latency_ms_median']:.2f} ms against {pair['reference_latency_ms_median']:.2f} "
+                     f"ms = **{pair['ratio']:.2f}x** (median of {pair['processes']} processes, "
+                     f"{min(pair['ratio_per_process']):.2f}-{max(pair['ratio_per_process']):.2f}x; {pair['tool']})")
     return lines
 
 

@@ -174,6 +174,17 @@ def time_in_turns(path: str, reference: str, threads: int, runs: int, warmup: in
             "ratio_per_round_p90": float(np.percentile(per_round, 90))}
 
 
+def summarise_turns(readings: list[dict]) -> dict:
+    """Several in-turns readings of one pair, each from a fresh process, as one: the median of their ratios (one
+    process's memory layout can move a file's latency by a quarter), with every ratio and reading beside it."""
+    ratios = sorted(r["ratio"] for r in readings)
+    return {**{k: readings[0][k] for k in ("tool", "threads", "rounds", "calls_per_turn") if k in readings[0]},
+            "processes": len(readings), "ratio": float(np.median(ratios)), "ratio_per_process": ratios,
+            "latency_ms_median": float(np.median([r["latency_ms_median"] for r in readings])),
+            "reference_latency_ms_median": float(np.median([r["reference_latency_ms_median"] for r in readings])),
+            "readings": readings}
+
+
 def board_facts() -> dict:
     """What the board is: architecture, CPU, cores, the int8 features its CPU lists, runtime versions."""
     from importlib import metadata

@@ -124,7 +124,9 @@ elif args[0] == "shell":
     elif command.startswith("mktemp -d /data/local/tmp/edge-age."):
         print("/data/local/tmp/edge-age.abc123")
     elif "benchmark_model --graph=" in command:
-        print(scenario["output"])
+        graph = command.split("--graph=")[1].split()[0]
+        print(next((text for name, text in scenario.get("outputs", {{}}).items() if graph.endswith(name)),
+                   scenario["output"]))
         sys.exit(scenario.get("rc", 0))
 """)
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
@@ -137,9 +139,10 @@ elif args[0] == "shell":
              "ro.build.version.release": "14", "ro.product.cpu.abi": "arm64-v8a"}
 
     def scenario(devices="List of devices attached\nR58M123ABC\tdevice\n", output=BENCHMARK_MODEL_OUTPUT, rc=0,
-                 props=phone, logcat=""):
+                 props=phone, logcat="", outputs=None):
         (tmp_path / "scenario.json").write_text(json.dumps({"devices": devices, "output": output, "rc": rc,
-                                                            "props": props, "logcat": logcat}))
+                                                            "props": props, "logcat": logcat,
+                                                            "outputs": outputs or {}}))
         (tmp_path / "adb.log").write_text("")
         return binary
 
@@ -168,6 +171,27 @@ def test_adb_pushes_runs_pinned_and_removes_what_it_pushed(fake_adb, tmp_path):
     assert run.startswith(f"taskset f0 {remote}/benchmark_model --graph={remote}/{model.name} --num_threads=4 "
                           "--num_runs=50 --warmup_runs=10") and "--use_gpu=true" in run
     assert shell[-2:] == [f"rm -f {remote}/{model.name}", f"rm -rf {remote}"]  # the file, then the whole folder
+
+
+def test_adb_times_the_apps_file_and_model_as_in_turns_one_process_each(fake_adb, tmp_path):
+    """benchmark_model loads one model, so on a phone the pair is timed by alternating processes: app, model A,
+    app, model A, ...; each reading's ratio is the app's median over model A's, and the median reading is kept."""
+    scenario, calls = fake_adb
+    faster = BENCHMARK_MODEL_OUTPUT.replace("median=3391", "median=1700")
+    binary = scenario(outputs={"custom_cnn_int8.tflite": faster})
+    app, model_a = tmp_path / "efficientnet_lite0_int8.tflite", tmp_path / "custom_cnn_int8.tflite"
+    app.write_bytes(b"TFL3 app")
+    model_a.write_bytes(b"TFL3 model A")
+    with open_device("adb", benchmark_binary=str(binary)) as device:
+        pair = device.time_in_turns(app, model_a, threads=1, runs=50, warmup=10, processes=3)
+    assert pair["status"] == "measured" and pair["processes"] == 3 and len(pair["readings"]) == 3
+    assert pair["ratio"] == pytest.approx(3.391 / 1.700) and pair["latency_ms_median"] == pytest.approx(3.391)
+    remote = "/data/local/tmp/edge-age.abc123"
+    shell = [c[3] for c in calls() if c[:3] == ["-s", "R58M123ABC", "shell"]]
+    graphs = [c.split("--graph=")[1].split()[0] for c in shell if "benchmark_model --graph=" in c]
+    assert graphs == [f"{remote}/turns-0-{app.name}", f"{remote}/turns-1-{model_a.name}"] * 3
+    assert "--num_threads=1" in next(c for c in shell if "--graph=" in c)
+    assert f"rm -f {remote}/turns-0-{app.name} {remote}/turns-1-{model_a.name}" in shell
 
 
 @pytest.mark.parametrize("devices,spec,message", [
@@ -298,9 +322,16 @@ def test_a_board_without_the_runtimes_says_what_to_install(ssh_board, tmp_path):
 def test_benchmark_report_puts_board_rows_beside_the_host(ssh_board, export_dir, small_faces_dir, tmp_path, capsys):
     spec, config, _ = ssh_board
     out = tmp_path / "report"
+    # The fp32 TFLite file stands in for the app's int8 file, so the board also times it against model A's int8
+    # file in turns, as the host does
+    manifest = json.loads((export_dir / "manifest.json").read_text())
+    stand_in = next(f for f in manifest["files"] if f["format"] == "tflite" and f["precision"] == "fp32")
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    (assets / "manifest.json").write_text(json.dumps({"files": [{"precision": "int8", "sha256": stand_in["sha256"]}]}))
     code = main(["benchmark", "--exports", str(export_dir), "--data", str(small_faces_dir), "--whole-set",
                  "--threads", "1", "--runs", "10", "--out", str(out), "--device", spec, "--ssh-config", config,
-                 "--remote-python", sys.executable, "--device", "ssh://nobody@127.0.0.1:1"])
+                 "--remote-python", sys.executable, "--device", "ssh://nobody@127.0.0.1:1", "--app-assets", str(assets)])
     assert code == 0
     results = json.loads((out / "results.json").read_text())
     board = [r for r in results["device_rows"] if r["device"] == spec]
@@ -310,8 +341,16 @@ def test_benchmark_report_puts_board_rows_beside_the_host(ssh_board, export_dir,
     assert measured and all(r["latency"]["1"]["latency_ms_median"] > 0 and r["accuracy_from"] == "host (same file)"
                             for r in measured)
     assert unreachable and all(r["status"] == "device unavailable" and "cannot reach" in r["note"] for r in unreachable)
+    (app_row,) = [r for r in board if r.get("against_model_a_in_turns")]
+    pair = app_row["against_model_a_in_turns"]
+    assert app_row["file"].endswith(stand_in["file"]) and pair["status"] == "measured" and pair["processes"] == 5
+    assert pair["tool"] == "edge-age timing.py, in turns" and pair["threads"] == 1
+    assert all(r["ratio"] == pytest.approx(r["latency_ms_median"] / r["reference_latency_ms_median"])
+               for r in pair["readings"])
+    assert pair["ratio"] == sorted(r["ratio"] for r in pair["readings"])[2]
     report = (out / "report.md").read_text()
     assert "## On devices (model-only timing)" in report and spec in report and "device unavailable" in report
+    assert f"- {spec}: {pair['latency_ms_median']:.2f} ms against" in report
     assert f"int8: {int8_summary(cpu_flags(Path('/proc/cpuinfo').read_text()))}" in report  # the board's (this CPU's)
     assert (out / "latency_by_device.png").read_bytes()[:4] == b"\x89PNG"
     assert "## Accuracy by age band" in report and "## Cold start and memory" in report

@@ -63,6 +63,10 @@ class Device:
     def _time(self, remote_file: str, threads: int, runs: int, warmup: int) -> dict:
         raise NotImplementedError
 
+    def _turns(self, remote_file: str, remote_reference: str, threads: int, runs: int, warmup: int) -> dict:
+        """One in-turns reading of the pair: {"tool", "ratio", "latency_ms_median", "reference_latency_ms_median"}."""
+        raise NotImplementedError
+
     def _cannot_time(self, path: Path) -> str | None:
         """Why this device cannot time ``path`` (a missing runtime, an unsupported format), or None."""
         return None if path.suffix in self.suffixes else f"{self.kind} devices here time {', '.join(self.suffixes)} files"
@@ -114,7 +118,6 @@ class Device:
             results.append(result)
         return results
 
-
     def time_in_turns(self, path: Path, reference: Path, threads: int, runs: int, warmup: int,
                       processes: int) -> dict:
         """``path``'s latency as a multiple of ``reference``'s on this device, the two timed in turns in
@@ -133,10 +136,6 @@ class Device:
         finally:
             self._run("rm -f " + " ".join(map(shlex.quote, remotes)), check=False)
         return {"status": "measured", **summarise_turns(readings)}
-
-    def _turns(self, remote_file: str, remote_reference: str, threads: int, runs: int, warmup: int) -> dict:
-        """One in-turns reading of the pair: {"tool", "ratio", "latency_ms_median", "reference_latency_ms_median"}."""
-        raise NotImplementedError
 
 
 def _last_line(text: str | bytes | None, default: str = "no output") -> str:
@@ -208,7 +207,6 @@ class SshDevice(Device):
         answer = self._run(f"{shlex.quote(self.python)} {self.remote_dir}/timing.py {shlex.quote(remote_file)} "
                            f"--threads {threads} --runs {runs} --warmup {warmup}")
         return json.loads(answer.stdout.strip().splitlines()[-1])
-
 
     def _turns(self, remote_file: str, remote_reference: str, threads: int, runs: int, warmup: int) -> dict:
         """Both files loaded side by side in one process of the board's Python and timed in turns (timing.py
@@ -296,7 +294,6 @@ class AdbDevice(Device):
         if answer.returncode != 0 or parsed.get("latency_ms_mean") is None:
             raise ValueError(parsed.get("error") or _last_line(answer.stderr or answer.stdout))
         return {"tool": "LiteRT benchmark_model", "threads": threads, "model_only": True, **parsed}
-
 
     def _turns(self, remote_file: str, remote_reference: str, threads: int, runs: int, warmup: int) -> dict:
         """benchmark_model loads one model: the two files are timed by one process each, one right after the

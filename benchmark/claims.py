@@ -2,9 +2,7 @@
 numbers behind it; and the seeds' own published figures, labelled with the data they were measured on."""
 from __future__ import annotations
 
-import numpy as np
-
-from edge_age.metrics import decided, paired_differences, with_interval
+from edge_age.metrics import decided, difference_text, paired_on_shared_faces, with_interval
 
 # The seeds' own numbers. Coursework: UTKFace 5,000-image subset, validation split. Paper: MORPH2.
 SEED_NUMBERS = [
@@ -49,40 +47,11 @@ def _latency(row: dict | None, threads: str) -> float | None:
 
 
 def paired(first: dict | None, second: dict | None) -> dict | None:
-    """First row minus second on the faces both were scored on (same file, same labels), with 95% paired
-    intervals (metrics.paired_differences) and "n", the faces shared; None when either row kept no per-face
-    answers or they share no face."""
+    """First row minus second on the faces both were scored on (metrics.paired_on_shared_faces); None when either
+    row kept no per-face answers or they share no face."""
     if not (first and second and first.get("answers") and second.get("answers")):
         return None
-    a, b = first["answers"], second["answers"]
-    in_b = {face: i for i, face in enumerate(b["faces"])}
-    shared = [(i, in_b[face]) for i, face in enumerate(a["faces"]) if face in in_b
-              and a["true_age"][i] == b["true_age"][in_b[face]] and a["true_gender"][i] == b["true_gender"][in_b[face]]]
-    if not shared:
-        return None
-    ia, ib = (np.array(indices) for indices in zip(*shared))
-    differences = paired_differences({"age": a["age"][ia], "female_prob": a["female_prob"][ia]},
-                                     {"age": b["age"][ib], "female_prob": b["female_prob"][ib]},
-                                     a["true_age"][ia], a["true_gender"][ia])
-    return {"n": len(shared), **differences}
-
-
-# How each metric's difference reads: format, scale and unit.
-_DIFFERENCE_UNITS = {"age_mae": (".2f", 1, " y"), "cs5": (".3f", 1, ""), "gender_accuracy": (".1f", 100, " pt")}
-
-
-def difference_text(difference: dict, metric: str, spec: str | None = None) -> str:
-    """'-1.19 y (95% paired -1.35 to -1.03)': a paired difference and its interval."""
-    default_spec, scale, unit = _DIFFERENCE_UNITS[metric]
-    spec = spec or default_spec
-    value, (low, high) = difference[metric]["difference"], difference[metric]["ci95"]
-    return f"{scale * value:+{spec}}{unit} (95% paired {scale * low:+{spec}} to {scale * high:+{spec}})"
-
-
-def shown_as_change(difference: dict, metric: str) -> bool:
-    """Whether a difference is non-zero at the digits ``difference_text`` shows."""
-    spec, scale, _ = _DIFFERENCE_UNITS[metric]
-    return float(format(scale * difference[metric]["difference"], spec)) != 0
+    return paired_on_shared_faces(first["answers"], second["answers"])
 
 
 def _paired_evidence(first: dict, second: dict, metrics: tuple[str, ...] = ("age_mae",)) -> str:

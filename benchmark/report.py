@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_age.benchmark.claims import (PHONE_BUDGET, PHONE_MODEL_TARGETS, SEED_NUMBERS, difference_text, paired,
-                                       shown_as_change)
+from edge_age.benchmark.claims import PHONE_BUDGET, PHONE_MODEL_TARGETS, SEED_NUMBERS, paired
 from edge_age.io import atomic_write_json, atomic_write_text
 from edge_age.machine import machine_line
-from edge_age.metrics import CS_MAX_ERROR, INTERVAL_RESAMPLES, decided, with_interval
+from edge_age.metrics import (CS_MAX_ERROR, INTERVAL_RESAMPLES, decided, difference_text, shown_as_change,
+                              with_interval)
 
 ANSWERS_FILE = "answers.npz"  # every measured row's per-face answers (write_answers)
 

@@ -1,11 +1,13 @@
 """``edge-age evaluate``: any model file on any labelled set of faces.
 
-    edge-age evaluate --model FILE --data DIR [--labels CSV] [--align] [--limit N] [--out FILE]
+    edge-age evaluate --model FILE --data DIR [--labels CSV] [--align] [--limit N] [--against FILE] [--out FILE]
 
 The set is a UTKFace-named folder or a folder plus a ``file,age,gender`` CSV (gender 0 male, 1 female).
 Without ``--align`` each image is taken as an aligned face chip; with it each goes through dlib first (the
 largest face counts). Images without a usable face (unreadable, or no face found) stay in the denominator
-of the found rate; the accuracy figures are over the faces found, and both are reported.
+of the found rate; the accuracy figures are over the faces found, and both are reported. ``--against`` scores a
+second model on the same images and adds the first minus the second on the faces both found, with 95% paired
+intervals: whether a new model beats the one you ship on your own faces, or only seems to.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from edge_age.data import load_labelled
 from edge_age.faces import FaceAligner, largest
 from edge_age.images import resize_square
 from edge_age.io import atomic_write_json
-from edge_age.metrics import summarize, with_interval
+from edge_age.metrics import decided, difference_text, paired_on_shared_faces, summarize, with_interval
 from edge_age.predict import add_face_arguments, find_faces
 from edge_age.runtimes import open_model_file
 
@@ -88,12 +90,31 @@ def evaluate(model_path: str | Path, data_dir: str | Path, labels_csv: str | Pat
     return summary
 
 
+def face_answers(summary: dict) -> dict:
+    """An evaluation's answers on the faces it found, in the form ``metrics.paired_on_shared_faces`` takes."""
+    found = [r for r in summary["images"] if r["status"] == "ok"]
+    return {"faces": [r["file"] for r in found], "age": [r["age"] for r in found],
+            "female_prob": [r["p_female"] for r in found], "true_age": [r["true_age"] for r in found],
+            "true_gender": [r["true_gender"] for r in found]}
+
+
+def compare(summary: dict, other: dict) -> dict:
+    """The second model's figures, and the first model's minus the second's on the faces both found, each with its
+    95% paired interval ("paired"; None when no face was found by both)."""
+    figures = {k: other[k] for k in ("model", "model_name", "runtime", "found", "age_mae", "cs5", "gender_accuracy",
+                                     "ci95") if k in other}
+    return {**figures, "paired": paired_on_shared_faces(face_answers(summary), face_answers(other))
+            if summary["found"] and other["found"] else None}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="a checkpoint (.pt), .onnx or .tflite file from edge-age")
     parser.add_argument("--data", required=True, help="folder of images (UTKFace-named, or listed in --labels)")
     parser.add_argument("--labels", metavar="CSV", help="file,age,gender CSV (gender 0 male, 1 female), files relative to --data")
     parser.add_argument("--align", action="store_true", help="find and align each face with dlib first (raw photos)")
     parser.add_argument("--limit", type=positive_int, help="evaluate a seeded random sample of this many images")
+    parser.add_argument("--against", metavar="FILE", help="a second model file scored on the same images: adds the "
+                        "first minus the second on the faces both found, with 95%% paired intervals")
     parser.add_argument("--out", type=output_file, help="JSON file for the summary and per-image results (default: "
                         "evaluation-MODEL.json); while it runs, each image's result goes to OUT.partial.jsonl")
     add_face_arguments(parser)
@@ -104,6 +125,10 @@ def run(args: argparse.Namespace) -> int:
     partial = out.with_name(out.name + ".partial.jsonl")
     summary = evaluate(args.model, args.data, args.labels, args.align, args.limit, args.detector, args.landmarks,
                        args.threads, records_out=partial)
+    if args.against:
+        other = evaluate(args.against, args.data, args.labels, args.align, args.limit, args.detector, args.landmarks,
+                         args.threads)
+        summary["against"] = compare(summary, other)
     atomic_write_json(out, summary)
     partial.unlink()  # written by this run; the summary now holds every record
     print(f"{summary['model_name']} ({summary['runtime']}) on {summary['n']} image(s) of {summary['data']}")
@@ -114,5 +139,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"  age MAE {with_interval(summary, 'age_mae', '.3f')} y | "
               f"CS(5) {with_interval(summary, 'cs5', '.3f')} | "
               f"gender accuracy {with_interval(summary, 'gender_accuracy', '.3f')} (95% intervals)\n  CS(0..10) {cs}")
+    against = summary.get("against")
+    if against:
+        print(f"against {against['model']} ({against['model_name']}, {against['runtime']}): faces used {against['found']}"
+              + (f"; age MAE {with_interval(against, 'age_mae', '.3f')} y | CS(5) {with_interval(against, 'cs5', '.3f')} | "
+                 f"gender accuracy {with_interval(against, 'gender_accuracy', '.3f')}" if against["found"] else ""))
+        difference = against["paired"]
+        print("  first minus second " + (
+            f"on the {difference['n']} faces both found: " + ", ".join(
+                f"{label} {difference_text(difference, metric)}" + ("" if decided(difference[metric]) else " (holds 0)")
+                for metric, label in (("age_mae", "age MAE"), ("cs5", "CS(5)"), ("gender_accuracy", "gender")))
+            if difference else "not measured: no face was found by both"))
     print(f"  written: {out}")
     return 0

@@ -90,6 +90,24 @@ def paired_differences(first: dict, second: dict, true_ages, true_genders, resam
             for metric, values in per_face.items()}
 
 
+def paired_on_shared_faces(first: dict, second: dict) -> dict | None:
+    """``paired_differences`` on the faces two sets of answers share (the same file with the same labels), plus
+    "n", how many; None when they share none. Each set holds "faces" (file names), "age", "female_prob",
+    "true_age" and "true_gender", one entry per face, in any order."""
+    in_second = {face: i for i, face in enumerate(second["faces"])}
+    shared = [(i, in_second[face]) for i, face in enumerate(first["faces"]) if face in in_second
+              and first["true_age"][i] == second["true_age"][in_second[face]]
+              and first["true_gender"][i] == second["true_gender"][in_second[face]]]
+    if not shared:
+        return None
+    mine, theirs = (np.array(indices) for indices in zip(*shared))
+    differences = paired_differences(
+        {"age": np.asarray(first["age"])[mine], "female_prob": np.asarray(first["female_prob"])[mine]},
+        {"age": np.asarray(second["age"])[theirs], "female_prob": np.asarray(second["female_prob"])[theirs]},
+        np.asarray(first["true_age"])[mine], np.asarray(first["true_gender"])[mine])
+    return {"n": len(shared), **differences}
+
+
 def decided(difference: dict) -> bool:
     """Whether a paired difference's 95% interval leaves out zero (the test set tells the two apart)."""
     low, high = difference["ci95"]
@@ -101,6 +119,24 @@ def with_interval(summary: dict, metric: str, spec: str = ".2f") -> str:
     interval = summary.get("ci95", {}).get(metric)
     value = format(summary[metric], spec)
     return f"{value} ({format(interval[0], spec)}-{format(interval[1], spec)})" if interval else value
+
+
+# How each metric's difference reads: format, scale and unit.
+_DIFFERENCE_UNITS = {"age_mae": (".2f", 1, " y"), "cs5": (".3f", 1, ""), "gender_accuracy": (".1f", 100, " pt")}
+
+
+def difference_text(difference: dict, metric: str, spec: str | None = None) -> str:
+    """'-1.19 y (95% paired -1.35 to -1.03)': a paired difference and its interval."""
+    default_spec, scale, unit = _DIFFERENCE_UNITS[metric]
+    spec = spec or default_spec
+    value, (low, high) = difference[metric]["difference"], difference[metric]["ci95"]
+    return f"{scale * value:+{spec}}{unit} (95% paired {scale * low:+{spec}} to {scale * high:+{spec}})"
+
+
+def shown_as_change(difference: dict, metric: str) -> bool:
+    """Whether a difference is non-zero at the digits ``difference_text`` shows."""
+    spec, scale, _ = _DIFFERENCE_UNITS[metric]
+    return float(format(scale * difference[metric]["difference"], spec)) != 0
 
 
 def summarize(predicted_ages, true_ages, female_probabilities, true_genders, intervals: bool = False) -> dict:

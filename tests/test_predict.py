@@ -163,3 +163,27 @@ def test_evaluate_matches_mae_computed_by_hand_from_predict(model_files, chips_d
     assert summary["age_mae"] == pytest.approx(mae, abs=0.01)  # predict rounds ages to 0.01
     assert summary["gender_accuracy"] == pytest.approx(accuracy)
     assert [round(v, 6) for v in summary["cs"].values()] == sorted(round(v, 6) for v in summary["cs"].values())
+
+
+def test_evaluate_against_a_second_model_gives_paired_differences(model_files, tiny_custom_cnn_export, chips_dir,
+                                                                   tmp_path, capsys):
+    """--against scores a second file on the same faces and reports the first minus the second with 95% paired
+    intervals; a file against its own copy differs by exactly nothing."""
+    int8 = tiny_custom_cnn_export / "custom_cnn_int8.tflite"
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(model_files["tflite"]), "--against", str(int8), "--data", str(chips_dir),
+                 "--out", str(tmp_path / "eval.json")]) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((tmp_path / "eval.json").read_text())
+    against = summary["against"]
+    assert against["model"] == str(int8) and against["runtime"] == summary["runtime"] == "tflite"
+    difference = against["paired"]
+    assert difference["n"] == summary["found"] == against["found"] == 12
+    assert difference["age_mae"]["difference"] == pytest.approx(summary["age_mae"] - against["age_mae"])
+    low, high = difference["age_mae"]["ci95"]
+    assert low <= difference["age_mae"]["difference"] <= high
+    assert "first minus second on the 12 faces both found: age MAE" in printed
+    assert main(["evaluate", "--model", str(model_files["tflite"]), "--against", str(model_files["tflite"]),
+                 "--data", str(chips_dir), "--out", str(tmp_path / "self.json")]) == 0
+    itself = json.loads((tmp_path / "self.json").read_text())["against"]["paired"]
+    assert all(itself[m] == {"difference": 0.0, "ci95": [0.0, 0.0]} for m in ("age_mae", "cs5", "gender_accuracy"))

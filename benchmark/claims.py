@@ -55,8 +55,9 @@ def paired(first: dict | None, second: dict | None) -> dict | None:
 
 
 def _paired_evidence(first: dict, second: dict, metrics: tuple[str, ...] = ("age_mae",)) -> str:
-    """'; on the same 2000 faces: MAE -1.19 y (95% paired ...), decided by this test set' (or not), for the
-    evidence of a claim that compares two models; empty when the rows kept no per-face answers."""
+    """'; paired on the 2000 faces both were scored on: MAE -1.19 y (95% paired -1.35 to -1.03) (each decided
+    by this test set)', for the evidence of a claim that compares two models; empty when the rows kept no per-face
+    answers."""
     difference = paired(first, second)
     if difference is None:
         return ""
@@ -212,9 +213,10 @@ def _phone_model_targets(rows: list[dict], app_sha256: str | None, in_turns: dic
               _against_target(app, "gender_accuracy", "gender", ".2%", ">=", t["gender_accuracy_at_least"]),
               (app["size_mb"] <= t["size_mb_at_most"], f"{app['size_mb']:.2f} MB (<= {t['size_mb_at_most']:.0f})")]
     change = app.get("mae_change_vs_pytorch")
+    shown = (difference_text(app["paired_vs_pytorch"], "age_mae", ".3f") if app.get("paired_vs_pytorch")
+             else f"{change:+.3f} y" if change is not None else None)
     checks.append((change is not None and abs(change) <= t["int8_mae_change_at_most"],
-                   f"MAE {difference_text(app['paired_vs_pytorch'], 'age_mae', '.3f') if app.get('paired_vs_pytorch') else f'{change:+.3f} y'} "
-                   f"against its PyTorch model (within {t['int8_mae_change_at_most']})"
+                   f"MAE {shown} against its PyTorch model (within {t['int8_mae_change_at_most']})"
                    if change is not None else "MAE against its float model not measured (no PyTorch reference)"))
     checks.append(_latency_against_model_a(app, model_a, in_turns, t["latency_vs_model_a_at_most"]))
     met = sum(ok for ok, _ in checks)

@@ -96,8 +96,12 @@ def write_answers(path: Path, rows: list[dict]) -> None:
 def read_answers(folder: Path) -> list[dict | None]:
     """The rows of a benchmark report's results.json, each with its per-face "answers" (None for a row that was
     not scored), ready for ``claims.paired``."""
-    rows = json.loads((Path(folder) / "results.json").read_text())["rows"]
-    with np.load(Path(folder) / ANSWERS_FILE) as saved:
+    folder = Path(folder)
+    if not (folder / ANSWERS_FILE).is_file():
+        raise FileNotFoundError(f"{folder} has no {ANSWERS_FILE}: reports made before 2026-12-07 kept no per-face "
+                                "answers; run `edge-age benchmark` again for one that does")
+    rows = json.loads((folder / "results.json").read_text())["rows"]
+    with np.load(folder / ANSWERS_FILE) as saved:
         faces, ages, genders = saved["faces"], saved["true_age"], saved["true_gender"]
         for number, row in enumerate(rows):
             if f"{number}/face" in saved:

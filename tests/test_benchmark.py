@@ -102,7 +102,7 @@ def test_benchmark_accuracy_matches_predictions_made_here(pipeline_dirs, small_f
     assert tflite_row["age_mae"] == pytest.approx(row["age_mae"], abs=1e-3)  # same answers through LiteRT
 
 
-def test_every_rows_answers_are_kept_face_by_face_and_compared_in_pairs(pipeline_dirs, small_faces_dir):
+def test_every_rows_answers_are_kept_face_by_face_and_compared_in_pairs(pipeline_dirs, small_faces_dir, tmp_path):
     """answers.npz holds each row's answer for each face (the PyTorch row's equal a prediction made here, face by
     face); each exported file is compared with its PyTorch model on the same faces, and the claims and report
     carry those paired differences."""
@@ -129,6 +129,9 @@ def test_every_rows_answers_are_kept_face_by_face_and_compared_in_pairs(pipeline
     claims = json.loads((out / "results.json").read_text())["claims"]
     assert "paired on the" in claims[2]["evidence"] and "95% paired" in claims[5]["evidence"]
     assert "## Differences on the same faces" in (out / "report.md").read_text()
+    shutil.copy(out / "results.json", tmp_path / "results.json")  # a report from before answers were kept
+    with pytest.raises(FileNotFoundError, match="kept no per-face answers; run `edge-age benchmark` again"):
+        read_answers(tmp_path)
 
 
 def test_a_second_pipeline_run_reuses_training_and_exports(pipeline_dirs, capsys):

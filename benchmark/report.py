@@ -93,9 +93,9 @@ def write_answers(path: Path, rows: list[dict]) -> None:
     np.savez_compressed(path, faces=np.array(list(faces), dtype=str), true_age=ages, true_gender=genders, **arrays)
 
 
-def read_answers(folder: Path) -> list[dict | None]:
-    """The rows of a benchmark report's results.json, each with its per-face "answers" (None for a row that was
-    not scored), ready for ``claims.paired``."""
+def read_answers(folder: Path) -> list[dict]:
+    """The rows of a benchmark report's results.json, each scored row with its per-face "answers" again, ready
+    for ``claims.paired``."""
     folder = Path(folder)
     if not (folder / ANSWERS_FILE).is_file():
         raise FileNotFoundError(f"{folder} has no {ANSWERS_FILE}: reports made before 2026-12-07 kept no per-face "

@@ -1,8 +1,10 @@
 """``edge-age evaluate``: any model file on any labelled set of faces.
 
-    edge-age evaluate --model FILE --data DIR [--labels CSV] [--align] [--limit N] [--against FILE] [--out FILE]
+    edge-age evaluate --model FILE --data DIR [--labels CSV] [--split SPLIT.json [--part val]] [--align] [--limit N]
+                      [--against FILE] [--out FILE]
 
-The set is a UTKFace-named folder or a folder plus a ``file,age,gender`` CSV (gender 0 male, 1 female).
+The set is a UTKFace-named folder or a folder plus a ``file,age,gender`` CSV (gender 0 male, 1 female), or one part
+of a run's ``split.json`` within it (validation by default: choose between runs there, not on the test faces).
 Without ``--align`` each image is taken as an aligned face chip; with it each goes through dlib first (the
 largest face counts). Images without a usable face (unreadable, or no face found) stay in the denominator
 of the found rate; the accuracy figures are over the faces found, and both are reported. ``--against`` scores a
@@ -19,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_age.cli_args import output_file, positive_int
-from edge_age.data import load_labelled
+from edge_age.data import SPLIT_NAMES, apply_split, load_labelled, load_split
 from edge_age.faces import FaceAligner, largest
 from edge_age.images import resize_square
 from edge_age.io import atomic_write_json
@@ -32,12 +34,16 @@ BATCH = 64
 
 def evaluate(model_path: str | Path, data_dir: str | Path, labels_csv: str | Path | None = None, align: bool = False,
              limit: int | None = None, detector: str = "hog", landmarks: int = 5, threads: int | None = None,
-             progress: bool = True, records_out: Path | None = None) -> dict:
+             progress: bool = True, records_out: Path | None = None, split: str | Path | None = None,
+             part: str = "val") -> dict:
     """Predict every labelled image and summarise: N, found rate, age MAE, CS(0..10), gender accuracy, per image.
-    ``records_out``: each image's record is appended there as a JSON line as soon as it is predicted."""
+    ``split``/``part``: only that part of a split file's images. ``records_out``: each image's record is appended
+    there as a JSON line as soon as it is predicted."""
     from tqdm import tqdm
 
     labelled = load_labelled(data_dir, labels_csv)
+    if split is not None:
+        labelled = apply_split(labelled, load_split(split), part)
     if limit is not None:
         labelled = labelled.sample(limit)
     model = open_model_file(model_path, threads)
@@ -76,6 +82,7 @@ def evaluate(model_path: str | Path, data_dir: str | Path, labels_csv: str | Pat
     found = [r for r in records if r["status"] == "ok"]
     summary = {"model": str(model_path), "model_name": model.name, "runtime": model.runner.kind,
                "data": str(labelled.root), "labels": str(labels_csv) if labels_csv else "UTKFace file names",
+               "split": {"file": str(split), "part": part} if split is not None else None,
                "align": align, "detector": detector if align else None,
                "n": len(records), "found": len(found), "found_rate": len(found) / len(records) if records else 0.0,
                "no_face": sum(r["status"] == "no face" for r in records),
@@ -111,6 +118,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="a checkpoint (.pt), .onnx or .tflite file from edge-age")
     parser.add_argument("--data", required=True, help="folder of images (UTKFace-named, or listed in --labels)")
     parser.add_argument("--labels", metavar="CSV", help="file,age,gender CSV (gender 0 male, 1 female), files relative to --data")
+    parser.add_argument("--split", metavar="SPLIT.json", help="only the images of one part of a run's split file "
+                        "(e.g. runs/NAME/split.json), found in --data")
+    parser.add_argument("--part", choices=SPLIT_NAMES, help="which part of --split (default: val, "
+                        "where runs are compared; test is for the final figures)")
     parser.add_argument("--align", action="store_true", help="find and align each face with dlib first (raw photos)")
     parser.add_argument("--limit", type=positive_int, help="evaluate a seeded random sample of this many images")
     parser.add_argument("--against", metavar="FILE", help="a second model file scored on the same images: adds the "
@@ -123,15 +134,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     out = args.out or output_file(f"evaluation-{Path(args.model).stem}.json")
     partial = out.with_name(out.name + ".partial.jsonl")
-    summary = evaluate(args.model, args.data, args.labels, args.align, args.limit, args.detector, args.landmarks,
-                       args.threads, records_out=partial)
+    if args.part and not args.split:
+        raise ValueError(f"--part {args.part} picks a part of a split file: pass --split RUN/split.json too")
+    part = args.part or "val"
+    on = dict(labels_csv=args.labels, align=args.align, limit=args.limit, detector=args.detector,
+              landmarks=args.landmarks, threads=args.threads, split=args.split, part=part)
+    summary = evaluate(args.model, args.data, records_out=partial, **on)
     if args.against:
-        other = evaluate(args.against, args.data, args.labels, args.align, args.limit, args.detector, args.landmarks,
-                         args.threads)
+        other = evaluate(args.against, args.data, **on)
         summary["against"] = compare(summary, other)
     atomic_write_json(out, summary)
     partial.unlink()  # written by this run; the summary now holds every record
-    print(f"{summary['model_name']} ({summary['runtime']}) on {summary['n']} image(s) of {summary['data']}")
+    within = f" ({part} part of {args.split})" if args.split else ""
+    print(f"{summary['model_name']} ({summary['runtime']}) on {summary['n']} image(s) of {summary['data']}{within}")
     print(f"  faces used: {summary['found']} ({summary['found_rate']:.1%}); no face: {summary['no_face']}; "
           f"unreadable: {summary['unreadable']}")
     if summary["found"]:

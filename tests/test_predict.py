@@ -187,3 +187,30 @@ def test_evaluate_against_a_second_model_gives_paired_differences(model_files, t
                  "--data", str(chips_dir), "--out", str(tmp_path / "self.json")]) == 0
     itself = json.loads((tmp_path / "self.json").read_text())["against"]["paired"]
     assert all(itself[m] == {"difference": 0.0, "ci95": [0.0, 0.0]} for m in ("age_mae", "cs5", "gender_accuracy"))
+
+
+def test_evaluate_on_one_part_of_a_runs_split(model_files, tiny_custom_cnn_run, small_faces_dir, tmp_path, capsys):
+    """--split RUN/split.json scores exactly that part's faces (validation unless --part says otherwise), so two runs
+    can be compared on the faces they were chosen on; a split naming faces the folder lacks, or --part alone, is
+    refused with what to do."""
+    split_file = tiny_custom_cnn_run / "split.json"
+    split = json.loads(split_file.read_text())
+    for part in ("val", "test"):
+        flags = [] if part == "val" else ["--part", part]
+        assert main(["evaluate", "--model", str(model_files["pt"]), "--data", str(small_faces_dir),
+                     "--split", str(split_file), *flags, "--out", str(tmp_path / f"{part}.json")]) == 0
+        summary = json.loads((tmp_path / f"{part}.json").read_text())
+        assert sorted(r["file"] for r in summary["images"]) == sorted(split[part])
+        assert summary["split"] == {"file": str(split_file), "part": part}
+        assert f"({part} part of {split_file})" in capsys.readouterr().out
+    assert main(["evaluate", "--model", str(model_files["pt"]), "--data", str(small_faces_dir),
+                 "--part", "test", "--out", str(tmp_path / "no-split.json")]) == 2
+    assert "pass --split RUN/split.json too" in capsys.readouterr().err
+    elsewhere = tmp_path / "other-faces"
+    elsewhere.mkdir()
+    for name in split["train"][:3]:
+        shutil.copy(small_faces_dir / name, elsewhere / name)
+    assert main(["evaluate", "--model", str(model_files["pt"]), "--data", str(elsewhere),
+                 "--split", str(split_file), "--out", str(tmp_path / "elsewhere.json")]) == 2
+    assert "of the val split are not in" in capsys.readouterr().err
+    assert not (tmp_path / "elsewhere.json").exists()

@@ -90,6 +90,13 @@ def phone_input(rgb: np.ndarray, eye_left, eye_right, input_spec: dict) -> np.nd
 # ---------------------------------------------------------------- installing an export into the app
 
 
+def _rebased(provenance: dict, export_dir: Path, assets: Path) -> dict:
+    """The export's provenance with its run and checkpoint paths, which the export records relative to its own
+    folder, made relative to the app's assets folder, where the app manifest that carries them lives."""
+    return {key: relative_to_folder(export_dir / value, assets) if key in ("run", "checkpoint") and value else value
+            for key, value in provenance.items()}
+
+
 def install(export_dir: Path, assets: Path = DEFAULT_ASSETS, precisions=DEFAULT_PRECISIONS,
             golden: Path | None = DEFAULT_GOLDEN, golden_images: list[Path] | None = None) -> dict:
     """Copy the export's TFLite files of ``precisions`` and an app manifest into ``assets``, check them, and
@@ -125,7 +132,7 @@ def install(export_dir: Path, assets: Path = DEFAULT_ASSETS, precisions=DEFAULT_
             "input": source.input,
             "outputs": source.header["outputs"],
             "alignment": alignment_spec(),
-            "source": {**source.source, "export": relative_to_folder(export_dir, assets),
+            "source": {**_rebased(source.source, export_dir, assets), "export": relative_to_folder(export_dir, assets),
                        "export_created": source.header.get("created")},
             "files": [_describe_asset(staging / entry.file, entry) for entry in chosen],
         }

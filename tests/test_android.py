@@ -151,6 +151,20 @@ def test_install_reproduces_the_shipped_golden_vectors(tmp_path):
         assert new["p_female"] == pytest.approx(old["p_female"], abs=1e-5)
 
 
+def test_app_manifest_leads_back_to_the_checkpoint_it_came_from(tmp_path):
+    """The app manifest's run and checkpoint paths resolve from the assets folder (where that manifest lives) to the
+    checkpoint whose sha256 it records, in the shipped app and after a fresh install elsewhere."""
+    shipped = json.loads((android.DEFAULT_ASSETS / "manifest.json").read_text())["source"]
+    checkpoint = (android.DEFAULT_ASSETS / shipped["checkpoint"]).resolve()
+    assert sha256_file(checkpoint) == shipped["checkpoint_sha256"]
+    assert (android.DEFAULT_ASSETS / shipped["run"]).resolve() == checkpoint.parent
+    assets = tmp_path / "elsewhere" / "assets"
+    android.install(android.DEFAULT_ASSETS / shipped["export"], assets, ("int8",), tmp_path / "golden.json")
+    fresh = json.loads((assets / "manifest.json").read_text())["source"]
+    assert (assets / fresh["checkpoint"]).resolve() == checkpoint
+    assert (assets / fresh["run"]).resolve() == checkpoint.parent
+
+
 def test_install_refuses_failed_or_missing_variants_and_replaces_its_own_files(tmp_path):
     export, assets = _export_folder(tmp_path), tmp_path / "assets"
     with pytest.raises(ValueError, match="failed its parity check"):

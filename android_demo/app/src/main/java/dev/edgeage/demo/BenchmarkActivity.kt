@@ -14,7 +14,7 @@ import java.io.File
  * Benchmark mode: times every stage of a frame in the app's own code (crop, tensor, inference, decode) on
  * stored faces, and logs one line that `edge-age benchmark --device adb --app-stages` collects from logcat:
  *
- *     adb shell am start -W -n dev.edgeage.demo/.BenchmarkActivity --es model custom_cnn_int8.tflite \
+ *     adb shell am start -W -n dev.edgeage.demo/.BenchmarkActivity --es model efficientnet_lite0_int8.tflite \
  *         --es faces /data/local/tmp/edge-age.XXXXXX/faces.json --ei runs 50 --ei threads 4 --es accelerator XNNPACK
  *
  * faces.json has the golden vectors' "faces" shape: width, height, rgb_base64 (RGB bytes), eye_left, eye_right.

@@ -1,5 +1,5 @@
-"""Distillation (train/distill.py) and --split: a student learns from teacher runs on the teacher's split, on real
-chips; a tampered, leaking or headless teacher is refused with a clear line."""
+"""Runs that use finished runs, on real chips: distillation (train/distill.py), --init (a run that starts from
+another's weights) and --split. A tampered, leaking, headless or ill-fitting source run is refused with a clear line."""
 import csv
 import json
 import shutil
@@ -7,9 +7,12 @@ import shutil
 import pytest
 import torch
 
+from edge_age.checkpoint import load_model
 from edge_age.cli import main
+from edge_age.registry import create_model
 from edge_age.train.distill import load_teachers
-from edge_age.train.engine import compute_loss, gaussian_age_targets
+from edge_age.train.engine import RunOptions, _start_from_run, compute_loss, gaussian_age_targets
+from edge_age.train.source_run import describe_source_run
 
 TINY = ["--model", "ma_sfv2", "--width", "0.5", "--epochs", "1", "--batch-size", "8", "--device", "cpu"]
 STUDENT_LOSS = ["--loss", "age_ldl=1,age_l1=0.1,gender_bce=1"]
@@ -111,3 +114,42 @@ def test_split_flag_refuses_a_split_of_other_faces(teacher_run, tmp_path, utkfac
     assert main(["train", *TINY, "--img-size", "32", "--data", str(other), "--split", str(teacher_run / "split.json"),
                  "--out", str(tmp_path / "run")]) == 2
     assert "of the train split are not in" in capsys.readouterr().err
+
+
+def test_init_starts_from_the_source_runs_weights(teacher_run, small_faces_dir, tmp_path, capsys):
+    split = json.loads((teacher_run / "split.json").read_text())
+    source, _ = load_model(teacher_run / "best.pt")
+    model = create_model("ma_sfv2", img_size=64, width=0.5)
+    _start_from_run(model, describe_source_run(str(teacher_run), "--init"), split, RunOptions(out_dir=tmp_path))
+    loaded = model.state_dict()
+    assert all(torch.equal(loaded[name], value) for name, value in source.state_dict().items())
+
+    run = tmp_path / "fine-tuned"
+    common = [*TINY, "--img-size", "64", "--data", str(small_faces_dir), "--out", str(run)]
+    assert main(["train", *common, "--init", str(teacher_run), "--split", str(teacher_run / "split.json")]) == 0
+    init = json.loads((run / "config.json").read_text())["recipe"]["init"]
+    assert init == {"checkpoint": str(teacher_run / "best.pt"), "sha256": describe_source_run(str(teacher_run), "x")["sha256"]}
+    capsys.readouterr()
+    assert main(["train", "--resume", "--init", str(teacher_run), "--out", str(run)]) == 2
+    assert "--init means nothing on --resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case,message", [
+    ("other size", "give the same --model and --img-size"),
+    ("other split", "trained on"),
+    ("with backbone weights", "drop one"),
+    ("not a run", "no best.pt there"),
+])
+def test_bad_starting_points_are_refused_in_one_line(case, message, teacher_run, small_faces_dir, tmp_path, capsys):
+    size = "32" if case == "other size" else "64"
+    args = ["train", *TINY, "--img-size", size, "--data", str(small_faces_dir), "--out", str(tmp_path / "run"),
+            "--init", str(tmp_path if case == "not a run" else teacher_run)]
+    if case != "other split":  # else the default seed draws the same split: --seed 9 draws another
+        args += ["--split", str(teacher_run / "split.json")]
+    else:
+        args += ["--seed", "9"]
+    if case == "with backbone weights":
+        args += ["--backbone-weights", str(teacher_run / "best.pt")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err

@@ -14,11 +14,12 @@ from edge_age.cli_args import float_between, key_values, learning_rate, non_nega
 from edge_age.train.distill import describe_teachers
 from edge_age.train.engine import LOSS_TERMS, RunOptions, train
 from edge_age.train.recipes import RECIPES, apply_overrides, resolve_recipe
+from edge_age.train.source_run import describe_source_run
 
 # Flags that define what a run trains: with --resume they must repeat the stored values (only --epochs may change).
 RECIPE_FLAGS = ("recipe", "model", "batch_size", "img_size", "lr", "subset", "width", "augment", "loss", "model_options",
                 "backbone_weights", "pretrained", "seed", "label_sigma", "ema_decay", "mixup", "lr_mult", "teacher",
-                "distill_weight", "split")
+                "distill_weight", "split", "init")
 
 
 def _subset(text: str) -> int | str:
@@ -73,6 +74,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="distil from this finished run's best.pt (repeat for an ensemble; see README)")
     parser.add_argument("--distill-weight", type=float_between(0, 1, low_included=False, high_included=True),
                         help="share of the teachers' answers in the age and gender targets (default 0.5)")
+    parser.add_argument("--init", metavar="RUN",
+                        help="start from a finished run's best.pt instead of the recipe's initial weights (fine-tuning "
+                             "it further, or on your own faces with --labels); same model and options")
     parser.add_argument("--split", help="a split.json to train on (e.g. another run's, to compare on the same "
                         "faces) instead of the one drawn from --seed")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -101,7 +105,8 @@ def recipe_from_args(args: argparse.Namespace) -> dict:
                                     "augmentation": args.augment, "epochs": args.epochs, "lr": args.lr,
                                     "width": args.width, "model_options": args.model_options, "loss": args.loss,
                                     "label_sigma": args.label_sigma, "ema_decay": args.ema_decay,
-                                    "mixup": args.mixup, "lr_mult": args.lr_mult, "distill": _distill(args)})
+                                    "mixup": args.mixup, "lr_mult": args.lr_mult, "distill": _distill(args),
+                                    "init": describe_source_run(args.init, "--init") if args.init else None})
 
 
 def _distill(args: argparse.Namespace) -> dict | None:
@@ -165,7 +170,7 @@ def _differences(args: argparse.Namespace, recipe: dict, seed: int) -> list[str]
                 differing.append(f"--model-options {mismatched} differs from the stored {recipe.get('model_options')}")
         elif flag in ("backbone_weights", "pretrained"):
             differing.append(f"--{flag.replace('_', '-')} means nothing on --resume (last.pt holds all weights)")
-        elif flag in ("teacher", "distill_weight", "split"):
+        elif flag in ("teacher", "distill_weight", "split", "init"):
             differing.append(f"--{flag.replace('_', '-')} means nothing on --resume (the run keeps its own "
                              f"{'split.json' if flag == 'split' else 'teachers, recorded in config.json'})")
         elif flag == "lr" and any(phase["lr"] != value for phase in recipe["phases"]):

@@ -2,35 +2,24 @@
 
 A teacher sees the student's augmented batch, resized to its own input size and normalised its own way. The age
 target becomes ``(1 - w) * Gaussian(label) + w * teachers' mean distribution`` and the gender target
-``(1 - w) * label + w * teachers' mean probability`` (``w``: the weight). A teacher must not have trained on the
-student's validation or test faces (its run's split.json is checked), or the student's scores would carry what the
-teacher saw. The recipe records each teacher's best.pt and its sha256, so a resumed student learns from the very
-same files or stops with a clear error.
+``(1 - w) * label + w * teachers' mean probability`` (``w``: the weight). Teachers are source runs
+(``train.source_run``): recorded by sha256, refused if they trained on the student's validation or test faces.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from edge_age.checkpoint import load_model
-from edge_age.data import load_split
-from edge_age.io import sha256_file
 from edge_age.registry import AgeGenderModel
+from edge_age.train.source_run import describe_source_run, load_source_model
 
 
 def describe_teachers(run_dirs: list[str], weight: float) -> dict:
     """The recipe's "distill" entry for these run folders: each best.pt's path and sha256, and the weight (in
     (0, 1], as --distill-weight's parser ensures)."""
-    teachers = []
-    for run_dir in run_dirs:
-        best = Path(run_dir) / "best.pt"
-        if not best.is_file():
-            raise FileNotFoundError(f"--teacher {run_dir}: no best.pt there; pass the folder of a finished run")
-        teachers.append({"checkpoint": str(best), "sha256": sha256_file(best)})
-    return {"teachers": teachers, "weight": float(weight)}
+    return {"teachers": [describe_source_run(run_dir, "--teacher") for run_dir in run_dirs], "weight": float(weight)}
 
 
 @dataclass
@@ -65,34 +54,10 @@ def load_teachers(distill: dict, loss_weights: dict, split: dict, device: torch.
                          f"has no age_ldl term ({loss_weights}); add one, e.g. --loss age_ldl=1,age_l1=0.1,gender_bce=1")
     models = []
     for teacher in distill["teachers"]:
-        path = Path(teacher["checkpoint"])
-        if not path.is_file():
-            raise FileNotFoundError(f"teacher checkpoint {path} is missing; the run was started with it "
-                                    f"(sha256 {teacher['sha256'][:16]}...): restore it")
-        digest = sha256_file(path)
-        if digest != teacher["sha256"]:
-            raise ValueError(f"teacher checkpoint {path} has sha256 {digest[:16]}..., not the {teacher['sha256'][:16]}... "
-                             "recorded when this run started: a different or damaged file; restore the original")
-        model, _ = load_model(path)
+        model = load_source_model(teacher, split, "teacher")
         with torch.no_grad():
             outputs = model(torch.zeros(1, 3, model.input_spec.size, model.input_spec.size))
         if "age_logits" not in outputs:
-            raise ValueError(f"teacher {path} ({model.model_name}) has no 101-bin age head to learn from")
-        _check_no_leak(path, split)
+            raise ValueError(f"teacher {teacher['checkpoint']} ({model.model_name}) has no 101-bin age head to learn from")
         models.append(model.to(device).to(memory_format=torch.channels_last).eval())
     return Teachers(models, float(distill["weight"]))
-
-
-def _check_no_leak(checkpoint: Path, split: dict) -> None:
-    """Refuse a teacher whose training faces include the student's validation or test faces."""
-    teacher_split_path = checkpoint.parent / "split.json"
-    if not teacher_split_path.is_file():
-        raise FileNotFoundError(f"teacher {checkpoint}: no split.json beside it, so nothing shows that it never "
-                                "trained on the student's validation or test faces; use a run folder with its split")
-    trained_on = set(load_split(teacher_split_path)["train"])
-    for part in ("val", "test"):
-        seen = trained_on.intersection(split[part])
-        if seen:
-            raise ValueError(f"teacher {checkpoint} trained on {len(seen)} of the student's {part} faces (e.g. "
-                             f"{sorted(seen)[0]}): its answers would leak them; train the student on the teacher's "
-                             f"split (--split {teacher_split_path})")

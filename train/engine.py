@@ -35,6 +35,7 @@ from edge_age.metrics import summarize, with_interval
 from edge_age.registry import AgeGenderModel, create_model
 from edge_age.train.curves import plot_learning_curves
 from edge_age.train.distill import load_teachers
+from edge_age.train.source_run import load_source_model
 
 METRICS_COLUMNS = ["epoch", "phase", "lr", "train_loss", "train_age_mae", "train_gender_acc", "val_loss", "val_age_mae",
                    "val_gender_acc", "images_per_s", "data_wait_share", "augment_share", "epoch_seconds"]
@@ -351,9 +352,12 @@ def train(recipe: dict | None, options: RunOptions) -> dict:
 
     torch.manual_seed(options.seed)  # identical initial weights on every rank
     model = create_model(recipe["model"], img_size=recipe["img_size"], **recipe.get("model_options", {}))
-    _load_pretrained(model, recipe, options, resumed is not None)
-    if resumed is None:
-        model.start_age_at(float(apply_split(data, split, "train").ages.mean()))
+    if resumed is None and recipe.get("init"):
+        _start_from_run(model, recipe["init"], split, options)
+    else:
+        _load_pretrained(model, recipe, options, resumed is not None)
+        if resumed is None:
+            model.start_age_at(float(apply_split(data, split, "train").ages.mean()))
     size = model.input_spec.size
     # teachers before the images: a refused teacher (changed file, leaking split) stops the run at once
     teachers = load_teachers(recipe["distill"], recipe["loss"], split, device) if recipe.get("distill") else None
@@ -703,6 +707,26 @@ def _load_pretrained(model: AgeGenderModel, recipe: dict, options: RunOptions, r
         return  # a resumed checkpoint holds all weights
     source = model.load_pretrained(options.backbone_weights, allow_download=options.pretrained)
     print(f"loaded {recipe['model']}'s pretrained weights ({model.pretrained_weights.file}) from {source}", flush=True)
+
+
+def _start_from_run(model: AgeGenderModel, init: dict, split: dict, options: RunOptions) -> None:
+    """--init: the weights of a finished run (sha256 and no-leak checked) instead of the recipe's initial ones."""
+    if options.backbone_weights or options.pretrained:
+        raise ValueError("--init and --backbone-weights/--pretrained together: the run starts from --init's "
+                         "weights, all of them; drop one")
+    source = load_source_model(init, split, "starting point")
+    wanted, found = model.config(), source.config()
+    if (found["name"], found["input_spec"]) != (wanted["name"], wanted["input_spec"]):
+        raise ValueError(f"--init {init['checkpoint']} holds {found['name']} at {found['input_spec']['size']} px; "
+                         f"this run builds {wanted['name']} at {wanted['input_spec']['size']} px: give the same "
+                         "--model and --img-size, or start from another run")
+    try:
+        model.load_state_dict(source.state_dict())
+    except RuntimeError as err:
+        raise ValueError(f"--init {init['checkpoint']}: its weights do not fit {wanted['name']} with options "
+                         f"{wanted['options']} ({str(err).splitlines()[0]}); give the options it was trained with "
+                         f"({found['options']})") from None
+    print(f"starting from {init['checkpoint']} (sha256 {init['sha256'][:16]}...)", flush=True)
 
 
 def _evaluate_test(out_dir: Path, data, split, options: RunOptions, device, procs: Processes, log) -> dict:

@@ -128,8 +128,8 @@ PER_PHASE = ("epochs", "lr", "optimizer", "weight_decay", "scheduler")
 def apply_overrides(recipe: dict, overrides: dict) -> dict:
     """Apply the given overrides (None: not given) to a resolved recipe and record them under "overrides".
     Keys: batch_size, img_size, subset (a number or "all"), augmentation, width, model_options (merged), loss
-    (replaced), label_sigma, ema_decay (0: off), mixup (0: off), distill (train.distill.describe_teachers), and
-    for every phase epochs, lr, lr_mult, optimizer, weight_decay and scheduler."""
+    (replaced), label_sigma, ema_decay (0: off), mixup (0: off), distill (train.distill.describe_teachers), init
+    (train.source_run.describe_source_run: the run whose weights this one starts from), and for every phase epochs, lr, lr_mult, optimizer, weight_decay and scheduler."""
     recorded = {}
     for key, value in overrides.items():
         if value is None:
@@ -149,7 +149,7 @@ def apply_overrides(recipe: dict, overrides: dict) -> dict:
                 phase["lr_mult"] = value
         elif key in ("batch_size", "img_size", "augmentation", "loss", "label_sigma"):
             recipe[key] = value
-        elif key == "distill":
+        elif key in ("distill", "init"):
             recipe[key] = value
         elif key in ("ema_decay", "mixup"):
             recipe[key] = value or None  # 0 switches them off

@@ -1,0 +1,53 @@
+"""Validation scores of phone v3 and the three teachers it learned from, alone and averaged, read as the models
+read their age (the median of the 101 bins). The same measurement as ../runs-cpu-2026-12-04/teacher_ensemble.py
+(whose functions it uses), with phone v3 among the candidates: the evidence for this trial's teachers. It scores the
+validation split only, never the test split.
+
+    .venv/bin/python results/phone-v3-more8-teachers-2026-12-07/teacher_ensemble.py   # writes teacher_ensemble.json here
+"""
+from __future__ import annotations
+
+import importlib.util
+import itertools
+from pathlib import Path
+
+import torch
+
+from edge_age.data import apply_split, decoded_cache, load_labelled, load_split, resolve_data_dir
+from edge_age.io import atomic_write_json
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE.parent
+RUNS = {"phone v2": RESULTS / "runs-cpu-2026-12-04/efficientnet_lite0-phone-v2",
+        "lite1": RESULTS / "runs-cpu-2026-12-04/efficientnet_lite1-phone",
+        "144 px all": RESULTS / "runs-cpu-2026-12-04/efficientnet_lite0-phone-144-all",
+        "phone v3": RESULTS / "runs-cpu-2026-12-07/efficientnet_lite0-phone-v3"}
+
+
+def _published_measurement():
+    """The functions of the 2026-12-04 teacher measurement (a script, not a package module)."""
+    spec = importlib.util.spec_from_file_location("teacher_ensemble_1204", RESULTS / "runs-cpu-2026-12-04/teacher_ensemble.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main() -> None:
+    measure = _published_measurement()
+    data = load_labelled(resolve_data_dir(None))
+    val = decoded_cache(apply_split(data, load_split(RUNS["phone v2"] / "split.json"), "val"), measure.STUDENT_SIZE,
+                        verbose=False)
+    answers = {name: measure.answers_on_validation(run, val.pixels) for name, run in RUNS.items()}
+    results = {}
+    for count in range(1, len(RUNS) + 1):
+        for names in itertools.combinations(RUNS, count):
+            probs = torch.stack([answers[n][0] for n in names]).mean(0)
+            genders = torch.stack([answers[n][1] for n in names]).mean(0)
+            results[" + ".join(names)] = row = measure.scores(probs, genders, val.data.ages, val.data.genders)
+            print(f"{' + '.join(names)}: val MAE {row['mae']:.3f}, CS(5) {row['cs5']:.3f}, "
+                  f"gender {row['gender_accuracy']:.4f}")
+    atomic_write_json(HERE / "teacher_ensemble.json", results)
+
+
+if __name__ == "__main__":
+    main()

@@ -131,7 +131,7 @@ def test_init_starts_from_the_source_runs_weights(teacher_run, small_faces_dir, 
     assert init == {"checkpoint": str(teacher_run / "best.pt"), "sha256": describe_source_run(str(teacher_run), "x")["sha256"]}
     capsys.readouterr()
     assert main(["train", "--resume", "--init", str(teacher_run), "--out", str(run)]) == 2
-    assert "--init means nothing on --resume" in capsys.readouterr().err
+    assert "--init means nothing on --resume (the run keeps its own weights, in last.pt)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("case,message", [

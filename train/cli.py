@@ -171,8 +171,8 @@ def _differences(args: argparse.Namespace, recipe: dict, seed: int) -> list[str]
         elif flag in ("backbone_weights", "pretrained"):
             differing.append(f"--{flag.replace('_', '-')} means nothing on --resume (last.pt holds all weights)")
         elif flag in ("teacher", "distill_weight", "split", "init"):
-            differing.append(f"--{flag.replace('_', '-')} means nothing on --resume (the run keeps its own "
-                             f"{'split.json' if flag == 'split' else 'teachers, recorded in config.json'})")
+            kept = {"split": "split.json", "init": "weights, in last.pt"}.get(flag, "teachers, recorded in config.json")
+            differing.append(f"--{flag.replace('_', '-')} means nothing on --resume (the run keeps its own {kept})")
         elif flag == "lr" and any(phase["lr"] != value for phase in recipe["phases"]):
             differing.append(f"--lr {value} differs from the stored {[phase['lr'] for phase in recipe['phases']]}")
         elif flag in stored and flag != "lr" and stored[flag] != value:

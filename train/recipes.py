@@ -129,7 +129,8 @@ def apply_overrides(recipe: dict, overrides: dict) -> dict:
     """Apply the given overrides (None: not given) to a resolved recipe and record them under "overrides".
     Keys: batch_size, img_size, subset (a number or "all"), augmentation, width, model_options (merged), loss
     (replaced), label_sigma, ema_decay (0: off), mixup (0: off), distill (train.distill.describe_teachers), init
-    (train.source_run.describe_source_run: the run whose weights this one starts from), and for every phase epochs, lr, lr_mult, optimizer, weight_decay and scheduler."""
+    (train.source_run.describe_source_run: the run whose weights this one starts from), and for every phase
+    epochs, lr, lr_mult, optimizer, weight_decay and scheduler."""
     recorded = {}
     for key, value in overrides.items():
         if value is None:

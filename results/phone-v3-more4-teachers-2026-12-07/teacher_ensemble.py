@@ -3,7 +3,7 @@ read their age (the median of the 101 bins). The same measurement as ../runs-cpu
 (whose functions it uses), with phone v3 among the candidates: the evidence for this trial's teachers. It scores the
 validation split only, never the test split.
 
-    .venv/bin/python results/phone-v3-more8-teachers-2026-12-07/teacher_ensemble.py   # writes teacher_ensemble.json here
+    .venv/bin/python results/phone-v3-more4-teachers-2026-12-07/teacher_ensemble.py   # writes teacher_ensemble.json here
 """
 from __future__ import annotations
 

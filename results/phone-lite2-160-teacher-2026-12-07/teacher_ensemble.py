@@ -10,11 +10,8 @@ RUN is the Lite2 run folder (default: efficientnet_lite2-phone-160 here, where i
 from __future__ import annotations
 
 import importlib.util
-import itertools
 import sys
 from pathlib import Path
-
-import torch
 
 from edge_age.data import apply_split, decoded_cache, load_labelled, load_split, resolve_data_dir
 from edge_age.io import atomic_write_json
@@ -41,14 +38,7 @@ def main() -> None:
     val = decoded_cache(apply_split(data, load_split(TEACHERS["phone v3"] / "split.json"), "val"),
                         measure.STUDENT_SIZE, verbose=False)
     answers = {name: measure.answers_on_validation(run, val.pixels) for name, run in runs.items()}
-    results = {}
-    for count in range(1, len(runs) + 1):
-        for names in itertools.combinations(runs, count):
-            probs = torch.stack([answers[n][0] for n in names]).mean(0)
-            genders = torch.stack([answers[n][1] for n in names]).mean(0)
-            results[" + ".join(names)] = row = measure.scores(probs, genders, val.data.ages, val.data.genders)
-            print(f"{' + '.join(names)}: val MAE {row['mae']:.3f}, CS(5) {row['cs5']:.3f}, "
-                  f"gender {row['gender_accuracy']:.4f}")
+    results = measure.every_average(answers, val.data.ages, val.data.genders)
     atomic_write_json(HERE / "teacher_ensemble.json", results)
 
 

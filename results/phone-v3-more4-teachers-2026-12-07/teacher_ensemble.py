@@ -8,10 +8,7 @@ validation split only, never the test split.
 from __future__ import annotations
 
 import importlib.util
-import itertools
 from pathlib import Path
-
-import torch
 
 from edge_age.data import apply_split, decoded_cache, load_labelled, load_split, resolve_data_dir
 from edge_age.io import atomic_write_json
@@ -38,14 +35,7 @@ def main() -> None:
     val = decoded_cache(apply_split(data, load_split(RUNS["phone v2"] / "split.json"), "val"), measure.STUDENT_SIZE,
                         verbose=False)
     answers = {name: measure.answers_on_validation(run, val.pixels) for name, run in RUNS.items()}
-    results = {}
-    for count in range(1, len(RUNS) + 1):
-        for names in itertools.combinations(RUNS, count):
-            probs = torch.stack([answers[n][0] for n in names]).mean(0)
-            genders = torch.stack([answers[n][1] for n in names]).mean(0)
-            results[" + ".join(names)] = row = measure.scores(probs, genders, val.data.ages, val.data.genders)
-            print(f"{' + '.join(names)}: val MAE {row['mae']:.3f}, CS(5) {row['cs5']:.3f}, "
-                  f"gender {row['gender_accuracy']:.4f}")
+    results = measure.every_average(answers, val.data.ages, val.data.genders)
     atomic_write_json(HERE / "teacher_ensemble.json", results)
 
 

@@ -45,20 +45,26 @@ def scores(probs: torch.Tensor, genders: torch.Tensor, ages: np.ndarray, female:
             "gender_accuracy": float(((genders.numpy() > 0.5) == female).mean())}
 
 
+def every_average(answers: dict, ages: np.ndarray, female: np.ndarray) -> dict:
+    """Scores of each model alone and of every average of two or more ({name: (probs, P(female))}), printed too."""
+    results = {}
+    for count in range(1, len(answers) + 1):
+        for names in itertools.combinations(answers, count):
+            probs = torch.stack([answers[n][0] for n in names]).mean(0)
+            genders = torch.stack([answers[n][1] for n in names]).mean(0)
+            results[" + ".join(names)] = row = scores(probs, genders, ages, female)
+            print(f"{' + '.join(names)}: val MAE {row['mae']:.3f}, CS(5) {row['cs5']:.3f}, "
+                  f"gender {row['gender_accuracy']:.4f}", flush=True)
+    return results
+
+
 def main() -> None:
     first = HERE / TEACHERS[0]
     config = json.loads((first / "config.json").read_text())
     data = load_labelled(resolve_run_data_dir(None, config.get("data_root"), first))
     val = decoded_cache(apply_split(data, load_split(first / "split.json"), "val"), STUDENT_SIZE, verbose=False)
     answers = {name: answers_on_validation(HERE / name, val.pixels) for name in TEACHERS}
-    results = {}
-    for count in range(1, len(TEACHERS) + 1):
-        for names in itertools.combinations(TEACHERS, count):
-            probs = torch.stack([answers[n][0] for n in names]).mean(0)
-            genders = torch.stack([answers[n][1] for n in names]).mean(0)
-            results[" + ".join(names)] = row = scores(probs, genders, val.data.ages, val.data.genders)
-            print(f"{' + '.join(names)}: val MAE {row['mae']:.3f}, CS(5) {row['cs5']:.3f}, "
-                  f"gender {row['gender_accuracy']:.4f}", flush=True)
+    results = every_average(answers, val.data.ages, val.data.genders)
     atomic_write_json(HERE / "teacher_ensemble.json", {"split": "val", "n": len(val), "input_px": STUDENT_SIZE,
                                                         "reading": "median", "scores": results})
 

@@ -9,9 +9,10 @@ RUN is the Lite2 run folder (default: efficientnet_lite2-phone-160 here, where i
 """
 from __future__ import annotations
 
-import importlib.util
+import runpy
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from edge_age.data import apply_split, decoded_cache, load_labelled, load_split, resolve_data_dir
 from edge_age.io import atomic_write_json
@@ -23,17 +24,10 @@ TEACHERS = {"lite1": RESULTS / "runs-cpu-2026-12-04/efficientnet_lite1-phone",
             "phone v3": RESULTS / "runs-cpu-2026-12-07/efficientnet_lite0-phone-v3"}
 
 
-def _published_measurement():
-    """The functions of the 2026-12-04 teacher measurement (a script, not a package module)."""
-    spec = importlib.util.spec_from_file_location("teacher_ensemble_1204", RESULTS / "runs-cpu-2026-12-04/teacher_ensemble.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def main() -> None:
     runs = {**TEACHERS, "lite2 160": Path(sys.argv[1]) if len(sys.argv) > 1 else HERE / "efficientnet_lite2-phone-160"}
-    measure = _published_measurement()
+    # the functions of the 2026-12-04 teacher measurement (a script, not a package module)
+    measure = SimpleNamespace(**runpy.run_path(str(RESULTS / "runs-cpu-2026-12-04/teacher_ensemble.py")))
     data = load_labelled(resolve_data_dir(None))
     val = decoded_cache(apply_split(data, load_split(TEACHERS["phone v3"] / "split.json"), "val"),
                         measure.STUDENT_SIZE, verbose=False)

@@ -7,8 +7,9 @@ validation split only, never the test split.
 """
 from __future__ import annotations
 
-import importlib.util
+import runpy
 from pathlib import Path
+from types import SimpleNamespace
 
 from edge_age.data import apply_split, decoded_cache, load_labelled, load_split, resolve_data_dir
 from edge_age.io import atomic_write_json
@@ -21,16 +22,9 @@ RUNS = {"phone v2": RESULTS / "runs-cpu-2026-12-04/efficientnet_lite0-phone-v2",
         "phone v3": RESULTS / "runs-cpu-2026-12-07/efficientnet_lite0-phone-v3"}
 
 
-def _published_measurement():
-    """The functions of the 2026-12-04 teacher measurement (a script, not a package module)."""
-    spec = importlib.util.spec_from_file_location("teacher_ensemble_1204", RESULTS / "runs-cpu-2026-12-04/teacher_ensemble.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def main() -> None:
-    measure = _published_measurement()
+    # the functions of the 2026-12-04 teacher measurement (a script, not a package module)
+    measure = SimpleNamespace(**runpy.run_path(str(RESULTS / "runs-cpu-2026-12-04/teacher_ensemble.py")))
     data = load_labelled(resolve_data_dir(None))
     val = decoded_cache(apply_split(data, load_split(RUNS["phone v2"] / "split.json"), "val"), measure.STUDENT_SIZE,
                         verbose=False)

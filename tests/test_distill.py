@@ -15,6 +15,7 @@ from edge_age.train.engine import RunOptions, _start_from_run, compute_loss, gau
 from edge_age.train.source_run import describe_source_run
 
 TINY = ["--model", "ma_sfv2", "--width", "0.5", "--epochs", "1", "--batch-size", "8", "--device", "cpu"]
+TINY_CNN = ["--model", "custom_cnn", "--epochs", "1", "--batch-size", "8", "--device", "cpu"]
 STUDENT_LOSS = ["--loss", "age_ldl=1,age_l1=0.1,gender_bce=1"]
 
 
@@ -134,15 +135,35 @@ def test_init_starts_from_the_source_runs_weights(teacher_run, small_faces_dir, 
     assert "--init means nothing on --resume (the run keeps its own weights, in last.pt)" in capsys.readouterr().err
 
 
+def test_init_fine_tunes_at_another_size_where_the_weights_allow_it(teacher_run, small_faces_dir, tmp_path, capsys):
+    """MA-SFV2 (convolutions and a global pool) trained at 64 px starts a 96 px run with the same weights; the
+    custom CNN, whose dense layer is shaped for its input size, is refused with the size to give."""
+    split = json.loads((teacher_run / "split.json").read_text())
+    source, _ = load_model(teacher_run / "best.pt")
+    larger = create_model("ma_sfv2", img_size=96, width=0.5)
+    _start_from_run(larger, describe_source_run(str(teacher_run), "--init"), split, RunOptions(out_dir=tmp_path))
+    assert all(torch.equal(larger.state_dict()[name], value) for name, value in source.state_dict().items())
+    assert "trained at 64 px, fine-tuned here at 96 px" in capsys.readouterr().out
+
+    cnn = tmp_path / "cnn"
+    cnn_args = [*TINY_CNN, "--data", str(small_faces_dir), "--split", str(teacher_run / "split.json")]
+    assert main(["train", *cnn_args, "--img-size", "32", "--out", str(cnn)]) == 0
+    capsys.readouterr()
+    assert main(["train", *cnn_args, "--img-size", "64", "--init", str(cnn), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "weights depend on its input size and were trained at 32 px, not 64: give --img-size 32" in err, err
+    assert len(err.splitlines()) == 1, err
+
+
 @pytest.mark.parametrize("case,message", [
-    ("other size", "give the same --model and --img-size"),
+    ("other model", "give the same --model"),
     ("other split", "trained on"),
     ("with backbone weights", "drop one"),
     ("not a run", "no best.pt there"),
 ])
 def test_bad_starting_points_are_refused_in_one_line(case, message, teacher_run, small_faces_dir, tmp_path, capsys):
-    size = "32" if case == "other size" else "64"
-    args = ["train", *TINY, "--img-size", size, "--data", str(small_faces_dir), "--out", str(tmp_path / "run"),
+    base = TINY_CNN if case == "other model" else TINY
+    args = ["train", *base, "--img-size", "64", "--data", str(small_faces_dir), "--out", str(tmp_path / "run"),
             "--init", str(tmp_path if case == "not a run" else teacher_run)]
     if case != "other split":  # else the default seed draws the same split: --seed 9 draws another
         args += ["--split", str(teacher_run / "split.json")]

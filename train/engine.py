@@ -710,23 +710,33 @@ def _load_pretrained(model: AgeGenderModel, recipe: dict, options: RunOptions, r
 
 
 def _start_from_run(model: AgeGenderModel, init: dict, split: dict, options: RunOptions) -> None:
-    """--init: the weights of a finished run (sha256 and no-leak checked) instead of the recipe's initial ones."""
+    """--init: the weights of a finished run (sha256 and no-leak checked) instead of the recipe's initial ones.
+    Another --img-size is allowed where the weights do not depend on it (convolutions and a global pool, as in
+    EfficientNet-Lite and MA-SFV2): fine-tuning a run at a larger input costs a few epochs, not a new run."""
     if options.backbone_weights or options.pretrained:
         raise ValueError("--init and --backbone-weights/--pretrained together: the run starts from --init's "
                          "weights, all of them; drop one")
     source = load_source_model(init, split, "starting point")
     wanted, found = model.config(), source.config()
-    if (found["name"], found["input_spec"]) != (wanted["name"], wanted["input_spec"]):
-        raise ValueError(f"--init {init['checkpoint']} holds {found['name']} at {found['input_spec']['size']} px; "
-                         f"this run builds {wanted['name']} at {wanted['input_spec']['size']} px: give the same "
-                         "--model and --img-size, or start from another run")
+    source_size, size = found["input_spec"]["size"], wanted["input_spec"]["size"]
+    if found["name"] != wanted["name"]:
+        raise ValueError(f"--init {init['checkpoint']} holds {found['name']}; this run builds {wanted['name']}: "
+                         "give the same --model, or start from another run")
+    if {**found["input_spec"], "size": size} != wanted["input_spec"]:
+        raise ValueError(f"--init {init['checkpoint']} expects input {found['input_spec']}; this run feeds "
+                         f"{wanted['input_spec']}: give the same --model options, or start from another run")
     try:
         model.load_state_dict(source.state_dict())
     except RuntimeError as err:
+        if source_size != size:
+            raise ValueError(f"--init {init['checkpoint']}: {wanted['name']}'s weights depend on its input size "
+                             f"and were trained at {source_size} px, not {size}: give --img-size {source_size}, "
+                             "or start from another run") from None
         raise ValueError(f"--init {init['checkpoint']}: its weights do not fit {wanted['name']} with options "
                          f"{wanted['options']} ({str(err).splitlines()[0]}); give the options it was trained with "
                          f"({found['options']})") from None
-    print(f"starting from {init['checkpoint']} (sha256 {init['sha256'][:16]}...)", flush=True)
+    resized = f", trained at {source_size} px, fine-tuned here at {size} px" if source_size != size else ""
+    print(f"starting from {init['checkpoint']} (sha256 {init['sha256'][:16]}...){resized}", flush=True)
 
 
 def _evaluate_test(out_dir: Path, data, split, options: RunOptions, device, procs: Processes, log) -> dict:

@@ -105,6 +105,22 @@ def test_no_test_keeps_the_test_split_unscored_until_a_resume(small_faces_dir, t
     assert (run_dir / "best.pt").read_bytes() == best_before
 
 
+def test_a_resumed_blind_run_finishes_its_epochs_blind(small_faces_dir, tmp_path, capsys):
+    """Resuming an unfinished --no-test run (killed, or given more epochs) without repeating --no-test trains it
+    to the end unscored; only a resume of the trained run scores its test split."""
+    run_dir = tmp_path / "blind"
+    common = ["--model", "custom_cnn", "--data", str(small_faces_dir), "--out", str(run_dir), *SMALL]
+    assert _train([*common, "--epochs", "1", "--no-test"]) == 0
+    capsys.readouterr()
+    assert _train([*common, "--resume", "--epochs", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "started with --no-test and has epochs left" in printed and "test (" not in printed
+    assert [r["epoch"] for r in _rows(run_dir)] == ["1", "2"] and not (run_dir / "test_metrics.json").exists()
+    assert _train([*common, "--resume"]) == 0
+    assert re.search(r"^test \(6 images, best epoch [12]\)", capsys.readouterr().out, re.M)
+    assert json.loads((run_dir / "config.json").read_text())["no_test"] is True
+
+
 def test_mixup_blends_faces_and_labels_by_one_weight(small_faces_dir):
     from edge_age.images import load_for_model
     from edge_age.train.engine import compute_loss, gaussian_age_targets, mix_batch

@@ -85,7 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="overwrite a run folder that already holds a run")
     parser.add_argument("--no-test", action="store_true",
                         help="train without scoring the test split, to choose between runs on validation alone; "
-                        "a later --resume (without --no-test) scores it")
+                        "a resume of the trained run scores it (an interrupted one finishes its epochs unscored first)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (GPU)")
     parser.add_argument("--workers", type=non_negative_int, default=0,
                         help="data-loader worker processes (0: in the main process)")

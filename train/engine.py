@@ -286,6 +286,16 @@ def _trained_through(out_dir: Path, epochs: int | None = None) -> bool:
     return last["phase_epoch"] >= (epochs or phases[-1]["epochs"]) or _early_stopper(last).should_stop
 
 
+def _still_blind(out_dir: Path, epochs: int | None) -> bool:
+    """Whether a resumed run was started with --no-test, is not scored yet and has epochs left: resuming an
+    interrupted blind run must not score its test split behind the user's back (only a resume of the trained run
+    scores it)."""
+    config_path = out_dir / "config.json"
+    if not config_path.is_file() or not (out_dir / "last.pt").is_file() or (out_dir / "test_metrics.json").exists():
+        return False
+    return bool(json.loads(config_path.read_text()).get("no_test")) and not _trained_through(out_dir, epochs)
+
+
 def _early_stopper(last: dict) -> EarlyStopping:
     """The early-stopping state of the phase a last.pt was saved in."""
     phase = last["recipe"]["phases"][last["phase_index"]]
@@ -343,6 +353,10 @@ def train(recipe: dict | None, options: RunOptions) -> dict:
     procs, device = start_processes(options.device)
     out_dir = Path(options.out_dir)
     log = (lambda *a: print(*a, flush=True)) if procs.is_main else (lambda *a: None)
+    if options.resume and options.score_test and _still_blind(out_dir, options.resume_epochs):
+        options.score_test = False
+        log("this run was started with --no-test and has epochs left: it finishes them without scoring the test "
+            "split, so a verdict on validation can come first")
     if procs.is_main:
         prepare_run_folder(out_dir, options.resume, options.force, options.resume_epochs, log, options.score_test)
     procs.barrier()
@@ -544,7 +558,8 @@ def _write_config(out_dir: Path, recipe: dict, options: RunOptions, model: AgeGe
               "data_root": relative_to_folder(data.root, out_dir),  # relative: a run folder travels
               "device": str(device), "world_size": procs.world,
               "git_commit": _git_commit(), "versions": runtime_versions(), "machine": describe_machine(),
-              "started": time.strftime("%Y-%m-%d %H:%M:%S"), "resumed": options.resume}
+              "started": time.strftime("%Y-%m-%d %H:%M:%S"), "resumed": options.resume,
+              "no_test": not options.score_test}
     if options.resume and (out_dir / "config.json").exists():
         config = {**json.loads((out_dir / "config.json").read_text()), "resumed": True}
         if changes:

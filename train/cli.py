@@ -76,7 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of the teachers' answers in the age and gender targets (default 0.5)")
     parser.add_argument("--init", metavar="RUN",
                         help="start from a finished run's best.pt instead of the recipe's initial weights (fine-tuning "
-                             "it further, at a larger --img-size, or on your own faces with --labels); same model and options")
+                             "it further, at a larger --img-size, or on your own faces with --labels); same model "
+                             "and options")
     parser.add_argument("--split", help="a split.json to train on (e.g. another run's, to compare on the same "
                         "faces) instead of the one drawn from --seed")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

@@ -7,9 +7,8 @@ before any was scored. It scores the validation split only, never the test split
 from __future__ import annotations
 
 import json
+import runpy
 from pathlib import Path
-
-import torch
 
 from edge_age.checkpoint import load_model
 from edge_age.data import apply_split, decoded_cache, load_labelled, load_split, resolve_run_data_dir
@@ -28,15 +27,8 @@ MEMBERS = {
 }
 SOUPS = [("v3", "kd4"), ("v3", "more8", "more4-teachers"), ("v3", "more8", "more4-teachers", "kd4")]
 SIZE = 128
-
-
-def averaged(models: list[torch.nn.Module]) -> torch.nn.Module:
-    """A copy of phone v3 with every floating-point tensor (BatchNorm statistics included) the members' mean."""
-    states = [m.state_dict() for m in models]
-    soup = load_model(MEMBERS["v3"])[0]
-    soup.load_state_dict({key: torch.stack([s[key].float() for s in states]).mean(0).to(value.dtype)
-                          if value.is_floating_point() else value for key, value in states[0].items()})
-    return soup.eval()
+# the uniform weight average of the 2026-12-04 soups (a script, not a package module)
+averaged = runpy.run_path(str(REPO / "results/runs-cpu-2026-12-04/weight_averages.py"))["averaged"]
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ from torch import nn
 
 from edge_age import create_model, list_models, model_from_config
 from edge_age.model_stats import count_flops, count_parameters
-from edge_age.models.age_bins import AgeBinsReadout
+from edge_age.models.age_bins import AgeBinsReadout, median_shift
 from edge_age.models.ma_sfv2 import STAGE_CHANNELS, SpatialAttention, SqueezeExcite
 
 
@@ -44,6 +44,26 @@ def test_age_median_reading_of_the_101_bins():
     assert out["age_median"].item() < 31 < out["age_expectation"].item()
     with pytest.raises(ValueError, match="age_output must be one of"):
         create_model("ma_sfv2", width=0.5, img_size=64, age_output="mode")
+
+
+def test_median_shift_measures_distance_from_the_median_in_probability_mass():
+    readout = AgeBinsReadout()
+    logits = torch.randn(400, 101, generator=torch.Generator().manual_seed(1)) * 3
+    probs = torch.softmax(logits.double(), 1).numpy()
+    median = readout(logits)["age_median"].numpy()
+    assert median_shift(probs, median).max() < 1e-5  # the inverse of the reading: its own median is 0 away
+    # a year past the median of a distribution peaked there moves through about half its mass
+    peaked = np.zeros((1, 101))
+    peaked[0, 40] = 0.9
+    peaked[0, [39, 41]] = 0.05
+    assert median_shift(peaked, np.array([40.0]))[0] == pytest.approx(0.0)
+    assert median_shift(peaked, np.array([41.0]))[0] == pytest.approx(0.475)
+    # two modes with 0.2% a year between them: 2.5 years from the median is only 0.005 of the mass
+    two_modes = np.full((1, 101), 0.002)
+    two_modes[0, [25, 75]] = 0.399  # 0.05 under 25 and over 75, 0.098 between, 0.002 a year
+    two_modes /= two_modes.sum()
+    middle = readout(torch.log(torch.from_numpy(two_modes)).float())["age_median"].item()
+    assert middle == pytest.approx(50.0, abs=0.01) and median_shift(two_modes, np.array([middle + 2.5]))[0] == pytest.approx(0.005, rel=0.01)
 
 
 def test_custom_cnn_parameter_count_by_hand():

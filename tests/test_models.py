@@ -63,7 +63,8 @@ def test_median_shift_measures_distance_from_the_median_in_probability_mass():
     two_modes[0, [25, 75]] = 0.399  # 0.05 under 25 and over 75, 0.098 between, 0.002 a year
     two_modes /= two_modes.sum()
     middle = readout(torch.log(torch.from_numpy(two_modes)).float())["age_median"].item()
-    assert middle == pytest.approx(50.0, abs=0.01) and median_shift(two_modes, np.array([middle + 2.5]))[0] == pytest.approx(0.005, rel=0.01)
+    assert middle == pytest.approx(50.0, abs=0.01)
+    assert median_shift(two_modes, np.array([middle + 2.5]))[0] == pytest.approx(0.005, rel=0.01)
 
 
 def test_custom_cnn_parameter_count_by_hand():
